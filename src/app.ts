@@ -1,0 +1,75 @@
+import { HTTPException } from 'hono/http-exception';
+import type { Config } from './config';
+import { ApiError, ClientGoneError, errorBody } from './lib/errors';
+import { RESERVED_FIRST_SEGMENTS } from './lib/model-name';
+import { type AppRouter, createRouter } from './lib/router';
+import { createCapabilityLookup } from './ollama/capabilities';
+import { createOllamaClient, type OllamaClient } from './ollama/client';
+import { registerDocsRoutes } from './routes/docs';
+import { registerGenerateRoutes } from './routes/generate';
+import { registerHealthRoutes } from './routes/health';
+import { registerInstallRoutes } from './routes/install';
+import { registerModelsRoutes } from './routes/models';
+import { registerVisionRoutes } from './routes/vision';
+
+export type AppDependencies = { config: Config; ollama?: OllamaClient };
+
+/** Route templates by method, for telling a wrong method (405) from an unknown path (404). */
+function routeTable(app: AppRouter): { method: string; pattern: RegExp }[] {
+  return app.openAPIRegistry.definitions.flatMap((definition) =>
+    definition.type === 'route'
+      ? [
+          {
+            method: definition.route.method.toUpperCase(),
+            pattern: new RegExp(`^${definition.route.path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+')}$`),
+          },
+        ]
+      : [],
+  );
+}
+
+export function createApp({ config, ollama = createOllamaClient({ baseUrl: config.ollamaHost }) }: AppDependencies) {
+  const app = createRouter();
+  const deps = { config, ollama };
+
+  // Fixed paths first: `GET /{model_name}` would otherwise capture them.
+  registerDocsRoutes(app);
+  registerHealthRoutes(app, deps);
+  registerModelsRoutes(app, deps);
+  registerInstallRoutes(app, deps);
+  registerVisionRoutes(app, deps, createCapabilityLookup(ollama, config));
+  app.use('/:model_name', async (c, next) => {
+    // `GET /api`, `GET /v1`, …: reserved names are routes (or kept for later), never models.
+    if (RESERVED_FIRST_SEGMENTS.has(c.req.param('model_name'))) return notFound(c.req.path);
+    await next();
+  });
+  registerGenerateRoutes(app, deps);
+
+  const routes = routeTable(app);
+  const notFound = (path: string) =>
+    Response.json({ detail: `No route ${path}. The API reference is at /docs.`, code: 'not_found' }, { status: 404 });
+
+  app.notFound((c) => {
+    const allowed = routes.filter((route) => route.pattern.test(c.req.path)).map((route) => route.method);
+    if (allowed.length > 0) {
+      return c.json(
+        { detail: `Method ${c.req.method} is not allowed on ${c.req.path}; use ${[...new Set(allowed)].join(', ')}.`, code: 'method_not_allowed' },
+        405,
+        { Allow: [...new Set(allowed)].join(', ') },
+      );
+    }
+    return notFound(c.req.path);
+  });
+
+  app.onError((error, c) => {
+    if (error instanceof ClientGoneError) return new Response(null, { status: 499 });
+    if (error instanceof ApiError) return c.json(errorBody(error), error.statusCode, error.headers);
+    if (error instanceof HTTPException) {
+      return c.json({ detail: error.message || 'Bad request', code: 'bad_request' }, error.status as 400);
+    }
+    console.error(JSON.stringify({ level: 'error', msg: 'unhandled error', path: c.req.path, error: String(error) }));
+    return c.json({ detail: 'Internal error in Minato. It has been logged.', code: 'internal_error' }, 500);
+  });
+
+  return app;
+}

@@ -1,0 +1,137 @@
+import type { Config } from '../config';
+import { ApiError } from './errors';
+
+export type ImageKind = 'png' | 'jpeg' | 'gif' | 'webp' | 'bmp';
+
+/** The image type from the bytes themselves (never the client's declared type or file name). */
+export function sniffImage(bytes: Uint8Array): ImageKind | undefined {
+  const at = (i: number) => bytes[i] ?? -1;
+  const ascii = (start: number, text: string) => [...text].every((ch, i) => at(start + i) === ch.charCodeAt(0));
+  if ([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a].every((b, i) => at(i) === b)) return 'png';
+  if (at(0) === 0xff && at(1) === 0xd8 && at(2) === 0xff) return 'jpeg';
+  if (ascii(0, 'GIF87a') || ascii(0, 'GIF89a')) return 'gif';
+  if (ascii(0, 'RIFF') && ascii(8, 'WEBP')) return 'webp';
+  if (ascii(0, 'BM') && bytes.length >= 26) return 'bmp';
+  return undefined;
+}
+
+/** The most a vision request's body may hold: every image at its limit, base64-encoded, plus room for the form. */
+export const maxVisionBodyBytes = (config: Config) => Math.ceil(config.maxImages * (config.maxImageBytes * 4) / 3) + 1024 * 1024;
+
+const tooLarge = (limit: number) =>
+  new ApiError(
+    413,
+    `The request body is larger than ${limit} bytes (MINATO_MAX_IMAGES × MINATO_MAX_IMAGE_BYTES, base64-encoded, plus 1 MiB).`,
+    'payload_too_large',
+  );
+
+/**
+ * Reads a request body, giving up with 413 as soon as it passes `limit` bytes: an oversized
+ * upload is refused on its Content-Length, or mid-way for a chunked one, never held whole.
+ */
+export async function readBodyLimited(request: Request, limit: number): Promise<Uint8Array> {
+  const declared = Number(request.headers.get('content-length') ?? Number.NaN);
+  if (declared > limit) throw tooLarge(limit);
+  if (!request.body) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > limit) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(limit);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+const invalid = (loc: (string | number)[], msg: string, type = 'value_error') =>
+  new ApiError(422, msg, 'validation_error', {}, [{ loc, msg, type }]);
+
+const BASE64 = /^[A-Za-z0-9+/\-_]*={0,2}$/;
+const DATA_URL = /^data:([^,;]*)(;[^,]*)?;base64,/i;
+
+/** Accepts standard or URL-safe base64, with or without a `data:` URL prefix (Ollama rejects the prefix). */
+function decodeBase64Image(value: string, index: number, config: Config): Uint8Array {
+  const loc = ['body', 'images', index];
+  let text = value.replace(DATA_URL, '').replace(/\s+/g, '');
+  if (value.startsWith('data:') && text.length + 5 >= value.length) {
+    throw invalid(loc, 'A data: URL image must be base64 (data:image/png;base64,...)');
+  }
+  if (text === '' || !BASE64.test(text)) throw invalid(loc, 'Input should be base64-encoded image bytes or a data: URL');
+  if (Math.floor((text.length * 3) / 4) > config.maxImageBytes + 3) throw imageTooLarge(index, config);
+  text = text.replace(/=+$/, '');
+  return Buffer.from(text, 'base64');
+}
+
+const imageTooLarge = (index: number, config: Config) =>
+  new ApiError(413, `images[${index}] is larger than ${config.maxImageBytes} bytes (MINATO_MAX_IMAGE_BYTES).`, 'image_too_large');
+
+/** Checks one image's size and type and returns it as standard base64, the form Ollama takes. */
+function checkImage(bytes: Uint8Array, index: number, config: Config): string {
+  if (bytes.length > config.maxImageBytes) throw imageTooLarge(index, config);
+  if (!sniffImage(bytes)) {
+    throw new ApiError(
+      415,
+      `images[${index}] is not a PNG, JPEG, GIF, WebP or BMP image (checked from its bytes, not its declared type).`,
+      'unsupported_image',
+    );
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64');
+}
+
+/**
+ * The images of a vision request, as `multipart/form-data` files in the field `images` (as the
+ * original took them) or as JSON `{"images": ["<base64 or data: URL>", ...]}`. Nothing touches
+ * the disk.
+ */
+export async function readImages(request: Request, config: Config): Promise<string[]> {
+  // The multipart boundary is case-sensitive: compare a lower-cased copy, parse with the original.
+  const contentType = request.headers.get('content-type') ?? '';
+  const mediaType = contentType.toLowerCase();
+  const isMultipart = mediaType.startsWith('multipart/form-data');
+  const isJson = mediaType.startsWith('application/json');
+  if (!isMultipart && !isJson) {
+    throw new ApiError(
+      415,
+      'Send images as multipart/form-data (files in the field "images") or as application/json {"images": ["<base64>"]}.',
+      'unsupported_media_type',
+    );
+  }
+  const bytes = await readBodyLimited(request, maxVisionBodyBytes(config));
+  let values: (string | Uint8Array)[];
+  if (isMultipart) {
+    let form: Awaited<ReturnType<Response['formData']>>;
+    try {
+      form = await new Response(bytes, { headers: { 'content-type': contentType } }).formData();
+    } catch {
+      throw new ApiError(400, 'The multipart/form-data body could not be parsed.', 'malformed_body');
+    }
+    values = await Promise.all(
+      form.getAll('images').map(async (entry) => (typeof entry === 'string' ? entry : new Uint8Array(await entry.arrayBuffer()))),
+    );
+  } else {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(new TextDecoder().decode(bytes));
+    } catch (error) {
+      throw new ApiError(400, `The JSON body could not be parsed: ${(error as Error).message}`, 'malformed_body');
+    }
+    const images = (parsed as { images?: unknown } | null)?.images;
+    if (images === undefined) values = [];
+    else if (!Array.isArray(images) || images.some((image) => typeof image !== 'string')) {
+      throw invalid(['body', 'images'], 'Input should be a list of base64 strings', 'list_type');
+    } else values = images as string[];
+  }
+  if (values.length === 0) throw invalid(['body', 'images'], 'Field required: at least one image', 'missing');
+  if (values.length > config.maxImages) {
+    throw new ApiError(413, `At most ${config.maxImages} images per request (MINATO_MAX_IMAGES); got ${values.length}.`, 'too_many_images');
+  }
+  return values.map((value, index) =>
+    checkImage(typeof value === 'string' ? decodeBase64Image(value, index, config) : value, index, config),
+  );
+}

@@ -1,0 +1,64 @@
+/**
+ * Ollama model names: `[host[:port]/][namespace/]model[:tag]`, as `model.ParseName` in Ollama
+ * accepts them (e.g. `llama3.2`, `llama3.2:3b`, `library/llama3.2`,
+ * `hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M`). Every part starts with a letter, digit
+ * or `_`, so `..`, empty segments, control characters and spaces can never reach Ollama.
+ */
+const HOST = String.raw`[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,349}(?::\d{1,5})?`;
+const PART = String.raw`[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,79}`;
+const TAG = String.raw`[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,79}`;
+export const MODEL_NAME_PATTERN = `^(?:(?:${HOST}/)?${PART}/)?${PART}(?::${TAG})?$`;
+const MODEL_NAME = new RegExp(MODEL_NAME_PATTERN);
+
+export const MODEL_NAME_MAX_LENGTH = 512;
+
+export function isValidModelName(name: string): boolean {
+  return name.length <= MODEL_NAME_MAX_LENGTH && MODEL_NAME.test(name) && !name.split('/').some((part) => /^\.+$/.test(part));
+}
+
+/**
+ * First path segments that are routes of Minato itself, or kept free for later (`api`, `v1`),
+ * and so can never be the first segment of a model name in `GET /{model_name}`. A model whose
+ * namespace collides is still reachable percent-encoded: `GET /stream%2Fmodel`.
+ */
+export const RESERVED_FIRST_SEGMENTS = new Set([
+  'api',
+  'v1',
+  'docs',
+  'redoc',
+  'openapi.json',
+  'health',
+  'ready',
+  'metrics',
+  'models_list',
+  'stream',
+  'vision',
+  'install',
+  'favicon.ico',
+]);
+
+/** Route prefixes after which the rest of the path is one model name (slashes included). */
+const MODEL_PREFIXES = [['stream', 'vision'], ['stream'], ['vision'], ['install']] as const;
+
+/**
+ * Hono routes on segments, so a model name with slashes would never match `/{model_name}`.
+ * This rewrites the path Hono routes on (not the request) so that everything after a model
+ * route's prefix becomes a single percent-encoded segment; the router then decodes it back
+ * into `model_name` (Hono's getPath keeps `%2F` and `%25` encoded, so joining segments with
+ * `%2F` is exact). Raw (`/stream/hf.co/user/repo:Q4_K_M`) and encoded
+ * (`/stream/hf.co%2Fuser%2Frepo:Q4_K_M`) forms end up identical.
+ */
+export function routingPath(path: string): string {
+  const segments = path.split('/').slice(1);
+  const first = segments[0] ?? '';
+  if (segments.length < 2 && !RESERVED_FIRST_SEGMENTS.has(first)) return path;
+  for (const prefix of MODEL_PREFIXES) {
+    if (segments.length > prefix.length && prefix.every((part, index) => segments[index] === part)) {
+      const rest = segments.slice(prefix.length);
+      if (rest.length === 1) return path;
+      return `/${prefix.join('/')}/${rest.join('%2F')}`;
+    }
+  }
+  if (RESERVED_FIRST_SEGMENTS.has(first)) return path;
+  return `/${segments.join('%2F')}`;
+}

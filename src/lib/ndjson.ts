@@ -1,0 +1,267 @@
+/**
+ * Ollama streams NDJSON: one JSON object per line, flushed line by line, no end sentinel, and
+ * TCP chunks that do not align with lines. These helpers relay such a stream to a client without
+ * buffering more than the current partial line, in one of three client-facing formats.
+ */
+
+export type StreamFormat = 'ndjson' | 'sse' | 'text';
+
+export const STREAM_CONTENT_TYPES: Record<StreamFormat, string> = {
+  ndjson: 'application/x-ndjson',
+  sse: 'text/event-stream; charset=utf-8',
+  text: 'text/plain; charset=utf-8',
+};
+
+/** Headers every streamed answer carries, so that proxies in front (nginx, …) do not buffer it. */
+export const STREAM_HEADERS = {
+  'Cache-Control': 'no-cache',
+  'X-Accel-Buffering': 'no',
+} as const;
+
+/**
+ * Picks the stream format from an Accept header: `text/event-stream` gives SSE, `text/plain`
+ * bare text, anything else (including `*\/*` and `application/x-ndjson`) Ollama's NDJSON.
+ * Quality values are honoured; among equals the order of the header wins.
+ */
+export function negotiateStreamFormat(accept: string | undefined, allowText = true): StreamFormat {
+  if (!accept) return 'ndjson';
+  let best: { format: StreamFormat; q: number } | undefined;
+  for (const part of accept.split(',')) {
+    const [rawType = '', ...params] = part.split(';');
+    const type = rawType.trim().toLowerCase();
+    const qParam = params.map((p) => p.trim()).find((p) => p.toLowerCase().startsWith('q='));
+    const q = qParam ? Number(qParam.slice(2)) : 1;
+    if (!(q > 0)) continue;
+    const format: StreamFormat | undefined =
+      type === 'application/x-ndjson' || type === 'application/ndjson' || type === 'application/*' || type === '*/*'
+        ? 'ndjson'
+        : type === 'text/event-stream'
+          ? 'sse'
+          : type === 'text/plain' && allowText
+            ? 'text'
+            : undefined;
+    if (format && (!best || q > best.q)) best = { format, q };
+  }
+  return best?.format ?? 'ndjson';
+}
+
+const NEWLINE = 0x0a;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** True for Ollama's in-band error line, `{"error":"…"}` (Go's json.Marshal puts no spaces in it). */
+export const isErrorLine = (line: string) => line.startsWith('{"error"');
+
+/** What a formatter makes of a run of complete lines (each ending in `\n`). */
+type Formatted = { output?: Uint8Array; error?: string };
+type Formatter = (lines: Uint8Array) => Formatted;
+
+const splitLines = (bytes: Uint8Array) => decoder.decode(bytes).split('\n').slice(0, -1);
+
+const errorMessageOf = (line: string) => {
+  try {
+    const { error } = JSON.parse(line) as { error?: unknown };
+    return typeof error === 'string' ? error : line;
+  } catch {
+    return line;
+  }
+};
+
+const FORMATTERS: Record<StreamFormat, Formatter> = {
+  // The default: Ollama's bytes, unchanged, as they arrive.
+  ndjson: (lines) => ({ output: lines }),
+  // One SSE event per Ollama line; Ollama's error line becomes `event: error`.
+  sse: (lines) => {
+    let out = '';
+    for (const line of splitLines(lines)) {
+      if (line === '') continue;
+      out += isErrorLine(line) ? `event: error\ndata: ${line}\n\n` : `data: ${line}\n\n`;
+    }
+    return { output: encoder.encode(out) };
+  },
+  // Bare text deltas, as the original served them; an error cannot be said in-band here.
+  text: (lines) => {
+    let out = '';
+    for (const line of splitLines(lines)) {
+      if (line === '') continue;
+      if (isErrorLine(line)) return { output: encoder.encode(out), error: errorMessageOf(line) };
+      try {
+        const value = JSON.parse(line) as { response?: unknown; message?: { content?: unknown } };
+        const delta = typeof value.response === 'string' ? value.response : value.message?.content;
+        if (typeof delta === 'string') out += delta;
+      } catch {
+        return { output: encoder.encode(out), error: 'Ollama sent a line that is not JSON' };
+      }
+    }
+    return { output: encoder.encode(out) };
+  },
+};
+
+/** Minato's own in-band error, in the client's format (text has none: the stream is aborted instead). */
+export function inBandError(format: StreamFormat, message: string): Uint8Array {
+  const line = JSON.stringify({ error: message });
+  return encoder.encode(format === 'sse' ? `event: error\ndata: ${line}\n\n` : `${line}\n`);
+}
+
+type ReadResult = { done: true; value?: undefined } | { done: false; value: Uint8Array };
+
+class IdleTimeout extends Error {}
+
+export type RelayOptions = {
+  format: StreamFormat;
+  /** Longest silence allowed between two chunks from Ollama. */
+  idleTimeoutMs: number;
+  idleSetting: string;
+  /** Aborts the upstream request, so that Ollama stops generating. */
+  abortUpstream: (reason?: unknown) => void;
+  /** Whether the stream's last line is a proper end (a `done:true` line, a final status). */
+  isFinalLine: (line: string) => boolean;
+};
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a);
+  joined.set(b, a.length);
+  return joined;
+}
+
+/**
+ * Relays an NDJSON body line-aligned, in the client's format. It pulls from Ollama only when the
+ * client is ready for more (no queue builds up), passes bytes on as soon as a line is complete,
+ * and turns every way Ollama's stream can go wrong (silence, a dropped connection, an early end,
+ * an error line) into a prompt, in-band end of the client's stream. A client that goes away
+ * cancels the stream, which aborts the upstream request.
+ */
+export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
+  const { format, idleTimeoutMs, idleSetting, abortUpstream, isFinalLine } = options;
+  const formatter = FORMATTERS[format];
+  const reader = upstream.getReader();
+  let partial: Uint8Array | undefined;
+  let lastLine: Uint8Array | undefined;
+
+  const readWithDeadline = () =>
+    new Promise<ReadResult>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new IdleTimeout()), idleTimeoutMs);
+      reader.read().then(
+        (result) => {
+          clearTimeout(timer);
+          resolve(result as ReadResult);
+        },
+        (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+
+  const fail = (controller: ReadableStreamDefaultController<Uint8Array>, message: string) => {
+    abortUpstream(new Error(message));
+    reader.cancel().catch(() => {});
+    if (format === 'text') {
+      controller.error(new Error(message));
+    } else {
+      controller.enqueue(inBandError(format, message));
+      controller.close();
+    }
+  };
+
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        for (;;) {
+          let result: ReadResult;
+          try {
+            result = await readWithDeadline();
+          } catch (error) {
+            fail(
+              controller,
+              error instanceof IdleTimeout
+                ? `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the generation was stopped.`
+                : `Lost the connection to Ollama mid-stream (${(error as Error)?.message ?? 'unknown error'}); the answer is incomplete.`,
+            );
+            return;
+          }
+          if (result.done) {
+            const last = lastLine ? decoder.decode(lastLine) : '';
+            if (partial?.length || !(isFinalLine(last) || isErrorLine(last))) {
+              fail(controller, 'Ollama closed the stream before the answer was complete.');
+            } else {
+              controller.close();
+            }
+            return;
+          }
+          let chunk = result.value;
+          if (partial) {
+            chunk = concat(partial, chunk);
+            partial = undefined;
+          }
+          const end = chunk.lastIndexOf(NEWLINE);
+          if (end === -1) {
+            partial = chunk;
+            continue;
+          }
+          if (end < chunk.length - 1) partial = chunk.slice(end + 1);
+          const lines = chunk.subarray(0, end + 1);
+          lastLine = lines.subarray(lines.lastIndexOf(NEWLINE, end - 1) + 1, end);
+          const { output, error } = formatter(lines);
+          if (error !== undefined) {
+            if (output?.length) controller.enqueue(output);
+            fail(controller, error);
+            return;
+          }
+          if (output?.length) {
+            controller.enqueue(output);
+            return;
+          }
+        }
+      },
+      cancel(reason) {
+        abortUpstream(reason);
+        return reader.cancel(reason).catch(() => {});
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/**
+ * Reads an NDJSON body as parsed objects, with the same idle deadline; used where Minato
+ * aggregates a stream itself (the sync answer, a waiting install).
+ */
+export async function* readNdjson(
+  body: ReadableStream<Uint8Array>,
+  idleTimeoutMs: number,
+  onIdle: () => never,
+): AsyncGenerator<Record<string, unknown>> {
+  const reader = body.getReader();
+  let buffered = '';
+  try {
+    for (;;) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const idle = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new IdleTimeout()), idleTimeoutMs);
+      });
+      let result: ReadResult;
+      try {
+        result = (await Promise.race([reader.read(), idle])) as ReadResult;
+      } catch (error) {
+        if (error instanceof IdleTimeout) onIdle();
+        throw error;
+      } finally {
+        clearTimeout(timer);
+      }
+      if (result.done) break;
+      buffered += decoder.decode(result.value, { stream: true });
+      let newline = buffered.indexOf('\n');
+      while (newline !== -1) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        if (line.trim() !== '') yield JSON.parse(line) as Record<string, unknown>;
+        newline = buffered.indexOf('\n');
+      }
+    }
+    if (buffered.trim() !== '') yield JSON.parse(buffered) as Record<string, unknown>;
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}

@@ -1,0 +1,45 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Hook } from '@hono/zod-openapi';
+import type { Env } from 'hono';
+import { getPath } from 'hono/utils/url';
+import { routingPath } from './model-name';
+
+/** What Bun hands each request (absent under `app.request()` in tests). */
+export type AppEnv = Env & {
+  Bindings: { server?: { timeout(request: Request, seconds: number): void } };
+};
+
+type ZodIssueLike = { path: PropertyKey[]; message: string; code: string };
+
+/**
+ * Validation failures in FastAPI's HTTPValidationError shape, so the original service's clients
+ * keep parsing them: `{"detail": [{"loc": ["query", "message"], "msg": "Field required", "type": "missing"}]}`.
+ */
+export const validationHook: Hook<unknown, AppEnv, string, unknown> = (result, c) => {
+  if (result.success) return;
+  const target = (result as { target?: string }).target ?? 'query';
+  const issues = (result.error as { issues: ZodIssueLike[] }).issues;
+  const detail = issues.map((issue) => {
+    const field = issue.path[0];
+    const missing =
+      issue.code === 'invalid_type' &&
+      typeof field === 'string' &&
+      ((target === 'query' && c.req.query(field) === undefined) || (target === 'param' && !c.req.param(field)));
+    return {
+      loc: [target === 'param' ? 'path' : target, ...issue.path.map((part) => (typeof part === 'number' ? part : String(part)))],
+      msg: missing ? 'Field required' : issue.message,
+      type: missing ? 'missing' : issue.code,
+    };
+  });
+  return c.json({ detail, code: 'validation_error' }, 422);
+};
+
+export function createRouter() {
+  return new OpenAPIHono<AppEnv>({
+    defaultHook: validationHook,
+    // Model names may contain slashes; see routingPath.
+    getPath: (request) => routingPath(getPath(request)),
+  });
+}
+
+export type AppRouter = ReturnType<typeof createRouter>;

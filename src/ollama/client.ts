@@ -1,0 +1,122 @@
+import { ApiError, ClientGoneError } from '../lib/errors';
+
+export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+export type OllamaClientOptions = {
+  baseUrl: string;
+  /** Injected so tests and other runtimes can supply their own; defaults to the global fetch. */
+  fetch?: FetchLike;
+};
+
+export type UpstreamCall = {
+  response: Response;
+  /** Aborts the upstream request (and so Ollama's work on it). */
+  abort: (reason?: unknown) => void;
+};
+
+export type CallOptions = {
+  /** The client's signal: when the client goes away, so does the upstream request. */
+  signal?: AbortSignal;
+  /** Deadline for Ollama's response headers; Ollama sends none until its first line. */
+  firstByteTimeoutMs: number;
+  /** Name of the setting behind firstByteTimeoutMs, for the 504 message. */
+  timeoutSetting: string;
+  method?: 'GET' | 'POST';
+};
+
+export type OllamaClient = {
+  baseUrl: string;
+  call: (path: string, body: unknown, options: CallOptions) => Promise<UpstreamCall>;
+};
+
+export function createOllamaClient({ baseUrl, fetch = globalThis.fetch }: OllamaClientOptions): OllamaClient {
+  const call = async (path: string, body: unknown, options: CallOptions): Promise<UpstreamCall> => {
+    const { signal, firstByteTimeoutMs, timeoutSetting, method = body === undefined ? 'GET' : 'POST' } = options;
+    if (signal?.aborted) throw new ClientGoneError();
+    const controller = new AbortController();
+    const onClientAbort = () => controller.abort(new ClientGoneError());
+    signal?.addEventListener('abort', onClientAbort, { once: true });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort(new Error('first byte timeout'));
+    }, firstByteTimeoutMs);
+    try {
+      // Only our own headers go upstream: never the client's Host, Origin, cookies or
+      // Authorization, which Ollama answers with 403 (DNS-rebinding guard and CORS).
+      const init: RequestInit & { timeout?: boolean } = {
+        method,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: controller.signal,
+        // Bun's fetch has its own 5-minute idle timeout; our deadlines replace it.
+        timeout: false,
+      };
+      const response = await fetch(`${baseUrl}${path}`, init);
+      return {
+        response,
+        abort: (reason) => controller.abort(reason),
+      };
+    } catch (error) {
+      if (signal?.aborted) throw new ClientGoneError();
+      if (timedOut) {
+        throw new ApiError(
+          504,
+          `Ollama sent no answer within ${Math.round(firstByteTimeoutMs / 1000)} s (${timeoutSetting}). A model may still be loading: retry, or raise ${timeoutSetting}.`,
+          'upstream_timeout',
+        );
+      }
+      throw new ApiError(
+        502,
+        `Cannot reach Ollama at ${baseUrl} (${(error as Error).message || 'connection failed'}). Check that Ollama is running and that OLLAMA_HOST points at it.`,
+        'upstream_unreachable',
+      );
+    } finally {
+      clearTimeout(timer);
+      // The listener stays while the body streams: a client that leaves mid-stream must still abort it.
+    }
+  };
+  return { baseUrl, call };
+}
+
+/** Reads Ollama's `{"error": "..."}` body; Ollama also answers some errors with an empty or text body. */
+export async function readUpstreamError(response: Response): Promise<string> {
+  const text = await response.text().catch(() => '');
+  try {
+    const parsed = JSON.parse(text) as { error?: unknown };
+    if (typeof parsed.error === 'string' && parsed.error !== '') return parsed.error;
+  } catch {
+    // not JSON: fall through
+  }
+  return text.trim() || `HTTP ${response.status}`;
+}
+
+/**
+ * Maps an unsuccessful Ollama answer onto what the client should see: its own mistakes as 4xx,
+ * Ollama's trouble as 502/503 with what to do about it.
+ */
+export async function upstreamError(response: Response, model?: string): Promise<ApiError> {
+  const message = await readUpstreamError(response);
+  const status = response.status;
+  if (status === 404 && model !== undefined) {
+    return new ApiError(
+      404,
+      `Model '${model}' is not installed in Ollama. Install it with POST /install/${model} (Ollama said: ${message})`,
+      'model_not_found',
+    );
+  }
+  if (status === 400) return new ApiError(400, `Ollama rejected the request: ${message}`, 'upstream_bad_request');
+  if (status === 503) {
+    return new ApiError(503, `Ollama is busy (${message}). Retry after a few seconds.`, 'upstream_busy', {
+      'Retry-After': '5',
+    });
+  }
+  if (status === 403) {
+    return new ApiError(
+      502,
+      'Ollama refused the request (403). It checks Host and Origin headers: make sure OLLAMA_HOST points at Ollama directly, not through a proxy that rewrites them.',
+      'upstream_forbidden',
+    );
+  }
+  return new ApiError(502, `Ollama failed (HTTP ${status}): ${message}`, 'upstream_error');
+}

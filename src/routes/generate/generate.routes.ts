@@ -1,0 +1,39 @@
+import { createRoute } from '@hono/zod-openapi';
+import { jsonError, ModelNameParams, upstreamErrors, validationError } from '../shared.schemas';
+import { GenerateAnswer, GenerationQuery, streamContent } from './generate.schemas';
+
+export const generateSync = createRoute({
+  method: 'get',
+  path: '/{model_name}',
+  operationId: 'answerOnQuery',
+  tags: ['Generate'],
+  summary: 'Answer a prompt (waits for the whole answer)',
+  description:
+    'Generates an answer with Ollama and returns it with the final statistics. An empty `message` only loads the model (`done_reason: "load"`).',
+  request: { params: ModelNameParams, query: GenerationQuery },
+  responses: {
+    200: { content: { 'application/json': { schema: GenerateAnswer } }, description: 'The answer.' },
+    400: jsonError('Ollama rejected the request (e.g. the model cannot generate).'),
+    404: jsonError('The model is not installed; install it with `POST /install/{model_name}`.'),
+    422: validationError,
+    ...upstreamErrors,
+  },
+});
+
+export const generateStream = createRoute({
+  method: 'get',
+  path: '/stream/{model_name}',
+  operationId: 'streamAnswerOnQuery',
+  tags: ['Generate'],
+  summary: 'Stream an answer as it is generated',
+  description:
+    "Streams Ollama's lines as they are generated. `Accept` picks the format: `application/x-ndjson` (default; Ollama's bytes unchanged), `text/event-stream` (one SSE event per line, for `EventSource`) or `text/plain` (bare text deltas, as the original service streamed). Errors before the first byte are JSON with a 4xx/5xx status; after it they travel in-band (an `{\"error\"}` line, or `event: error`).",
+  request: { params: ModelNameParams, query: GenerationQuery },
+  responses: {
+    200: { content: streamContent, description: 'The answer, streamed.' },
+    400: jsonError('Ollama rejected the request.'),
+    404: jsonError('The model is not installed; install it with `POST /install/{model_name}`.'),
+    422: validationError,
+    ...upstreamErrors,
+  },
+});

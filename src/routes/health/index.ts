@@ -1,0 +1,55 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import type { AppRouter } from '../../lib/router';
+import { readUpstreamError } from '../../ollama/client';
+import type { Deps } from '../../ollama/generate';
+import { ErrorSchema } from '../shared.schemas';
+
+const Health = z.object({ status: z.literal('ok') }).openapi('Health');
+const Ready = z
+  .object({
+    status: z.literal('ready'),
+    ollama: z.object({ url: z.string().openapi({ example: 'http://127.0.0.1:11434' }), version: z.string().openapi({ example: '0.33.0' }) }),
+  })
+  .openapi('Ready');
+
+const health = createRoute({
+  method: 'get',
+  path: '/health',
+  operationId: 'health',
+  tags: ['Operations'],
+  summary: 'Liveness: the sidecar is up (never calls Ollama)',
+  responses: { 200: { content: { 'application/json': { schema: Health } }, description: 'Up.' } },
+});
+
+const ready = createRoute({
+  method: 'get',
+  path: '/ready',
+  operationId: 'ready',
+  tags: ['Operations'],
+  summary: "Readiness: Ollama answers, with its version",
+  responses: {
+    200: { content: { 'application/json': { schema: Ready } }, description: 'Ollama is reachable.' },
+    503: { content: { 'application/json': { schema: ErrorSchema } }, description: 'Ollama is not reachable or not healthy.' },
+  },
+});
+
+export function registerHealthRoutes(app: AppRouter, { config, ollama }: Deps) {
+  app.openapi(health, (c) => c.json({ status: 'ok' as const }, 200));
+
+  app.openapi(ready, async (c) => {
+    const notReady = (why: string) =>
+      c.json({ detail: `Ollama at ${ollama.baseUrl} is not ready: ${why}. Check that Ollama is running and that OLLAMA_HOST points at it.`, code: 'not_ready' }, 503);
+    try {
+      const { response } = await ollama.call('/api/version', undefined, {
+        signal: c.req.raw.signal,
+        firstByteTimeoutMs: Math.min(config.metadataTimeoutMs, 2000),
+        timeoutSetting: 'MINATO_METADATA_TIMEOUT',
+      });
+      if (!response.ok) return notReady(`HTTP ${response.status} (${await readUpstreamError(response)})`);
+      const { version } = (await response.json()) as { version?: unknown };
+      return c.json({ status: 'ready' as const, ollama: { url: ollama.baseUrl, version: String(version ?? 'unknown') } }, 200);
+    } catch (error) {
+      return notReady((error as Error).message);
+    }
+  });
+}

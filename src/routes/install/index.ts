@@ -1,0 +1,64 @@
+import { ApiError, ClientGoneError } from '../../lib/errors';
+import { allowLongWait } from '../../lib/long-wait';
+import { type StreamFormat, readNdjson } from '../../lib/ndjson';
+import type { AppRouter } from '../../lib/router';
+import { upstreamError } from '../../ollama/client';
+import { type Deps, streamResponse } from '../../ollama/generate';
+import { install } from './install.routes';
+
+// Ollama's text when the registry has no such model; its own CLI matches this exact string.
+const NOT_IN_REGISTRY = 'file does not exist';
+
+const notInRegistry = (model: string, message: string) =>
+  new ApiError(404, `Model '${model}' does not exist in the registry (Ollama said: ${message}). Check the name and tag.`, 'model_not_found');
+
+/** Streams progress only when the client asked for a stream explicitly; the default is the original's wait-and-answer. */
+function progressFormat(accept: string | undefined): StreamFormat | undefined {
+  const value = (accept ?? '').toLowerCase();
+  if (value.includes('text/event-stream')) return 'sse';
+  if (value.includes('application/x-ndjson')) return 'ndjson';
+  return undefined;
+}
+
+export function registerInstallRoutes(app: AppRouter, deps: Deps) {
+  app.openapi({ ...install, middleware: [allowLongWait] }, async (c) => {
+    const { model_name: model } = c.req.valid('param');
+    const signal = c.req.raw.signal;
+    const call = await deps.ollama.call(
+      '/api/pull',
+      { model, stream: true },
+      { signal, firstByteTimeoutMs: deps.config.firstByteTimeoutMs, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
+    );
+    if (!call.response.ok) {
+      const error = await upstreamError(call.response);
+      throw error.detail.includes(NOT_IN_REGISTRY) ? notInRegistry(model, error.detail) : error;
+    }
+    const body = call.response.body ?? (new Response('').body as ReadableStream<Uint8Array>);
+    const format = progressFormat(c.req.header('accept'));
+    if (format) return streamResponse(deps, call, body, format, (line) => line.includes('"status":"success"')) as never;
+
+    const idleMs = deps.config.streamIdleTimeoutMs;
+    try {
+      let last: Record<string, unknown> | undefined;
+      for await (const line of readNdjson(body, idleMs, () => {
+        throw new ApiError(504, `Ollama reported no pull progress for ${Math.round(idleMs / 1000)} s (MINATO_STREAM_IDLE_TIMEOUT); the pull was stopped.`, 'upstream_timeout');
+      })) {
+        if (typeof line.error === 'string') {
+          if (line.error.includes(NOT_IN_REGISTRY)) throw notInRegistry(model, line.error);
+          throw new ApiError(502, `Ollama could not pull '${model}': ${line.error}`, 'upstream_error');
+        }
+        last = line;
+      }
+      if (last?.status !== 'success') {
+        throw new ApiError(502, `Ollama ended the pull of '${model}' without reporting success. Retry: the pull resumes.`, 'upstream_error');
+      }
+      return c.json({ status: 'success' as const }, 200);
+    } catch (error) {
+      if (signal.aborted) throw new ClientGoneError();
+      if (error instanceof ApiError) throw error;
+      throw new ApiError(502, `Lost the connection to Ollama during the pull (${(error as Error).message}). Retry: the pull resumes.`, 'upstream_error');
+    } finally {
+      call.abort();
+    }
+  });
+}

@@ -1,0 +1,57 @@
+import { z } from '@hono/zod-openapi';
+import { MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN } from '../lib/model-name';
+
+/** `{"detail": "..."}`: FastAPI's error shape, which the original service's clients parse. */
+export const ErrorSchema = z
+  .object({
+    detail: z.string().openapi({ example: "Model 'llama3.2' is not installed in Ollama. Install it with POST /install/llama3.2" }),
+    code: z.string().openapi({ description: 'Stable machine-readable error code.', example: 'model_not_found' }),
+  })
+  .openapi('Error');
+
+export const ValidationErrorSchema = z
+  .object({
+    loc: z.array(z.union([z.string(), z.number().int()])).openapi({ example: ['query', 'temperature'] }),
+    msg: z.string().openapi({ example: 'Too big: expected number to be <=1' }),
+    type: z.string().openapi({ example: 'too_big' }),
+  })
+  .openapi('ValidationError');
+
+/** FastAPI's 422 body, kept so that clients of the original parse Minato's validation errors unchanged. */
+export const HTTPValidationErrorSchema = z
+  .object({
+    detail: z.array(ValidationErrorSchema),
+    code: z.string().openapi({ example: 'validation_error' }),
+  })
+  .openapi('HTTPValidationError');
+
+export const jsonError = (description: string) => ({
+  content: { 'application/json': { schema: ErrorSchema } },
+  description,
+});
+
+export const validationError = {
+  content: { 'application/json': { schema: HTTPValidationErrorSchema } },
+  description: 'A parameter is missing, of the wrong type or out of range.',
+};
+
+/** Upstream failures every route that calls Ollama can answer with. */
+export const upstreamErrors = {
+  502: jsonError('Ollama is unreachable, refused the request, or failed.'),
+  503: jsonError('Ollama is busy (its queue is full); retry after `Retry-After` seconds.'),
+  504: jsonError('Ollama sent nothing before the first-byte deadline.'),
+} as const;
+
+export const ModelNameParams = z.object({
+  model_name: z
+    .string()
+    .max(MODEL_NAME_MAX_LENGTH)
+    .regex(new RegExp(MODEL_NAME_PATTERN), 'not a model name Ollama accepts ([host/][namespace/]model[:tag])')
+    .refine((name) => !name.split('/').some((part) => /^\.+$/.test(part)), 'not a model name Ollama accepts')
+    .openapi({
+      param: { name: 'model_name', in: 'path' },
+      description:
+        'An Ollama model name with optional tag, namespace and host: `llama3.2`, `llama3.2:3b`, `library/llama3.2`, `hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M`. Slashes may be sent raw or percent-encoded (`%2F`).',
+      example: 'llama3.2',
+    }),
+});

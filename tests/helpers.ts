@@ -1,0 +1,60 @@
+import { type Config, loadConfig } from '../src/config';
+import { startServer } from '../src/server';
+import { type DoubleModel, type OllamaDouble, startOllamaDouble } from './ollama-double';
+
+export const TINY_PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==',
+  'base64',
+);
+
+export const DEFAULT_MODELS: DoubleModel[] = [
+  { name: 'llama3.2', tokens: ['The', ' sky', ' is', ' blue', '.'] },
+  { name: 'llava', capabilities: ['completion', 'vision'], tokens: ['A', ' cat', '.'] },
+  { name: 'hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M', tokens: ['Hi', '!'] },
+  { name: 'nomic-embed-text', capabilities: ['embedding'] },
+];
+
+export type Harness = {
+  ollama: OllamaDouble;
+  url: string;
+  config: Config;
+  close: () => Promise<void>;
+};
+
+/** The Ollama double and the sidecar, each on a real socket on port 0. */
+export function startHarness(env: Record<string, string> = {}, models: DoubleModel[] = DEFAULT_MODELS): Harness {
+  const ollama = startOllamaDouble(models.map((model) => ({ ...model })));
+  const config = loadConfig({ OLLAMA_HOST: ollama.url, ...env });
+  const server = startServer({ config }, { port: 0, hostname: '127.0.0.1' });
+  return {
+    ollama,
+    url: `http://127.0.0.1:${server.port}`,
+    config,
+    close: async () => {
+      await server.stop(true);
+      await ollama.close();
+    },
+  };
+}
+
+/** Reads a streamed body chunk by chunk, noting when each chunk arrived. */
+export async function readChunks(response: Response, until?: (text: string) => boolean) {
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  const chunks: { text: string; at: number }[] = [];
+  let text = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const piece = decoder.decode(value, { stream: true });
+    chunks.push({ text: piece, at: Date.now() });
+    text += piece;
+    if (until?.(text)) {
+      await reader.cancel();
+      break;
+    }
+  }
+  return { chunks, text };
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

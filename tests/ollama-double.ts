@@ -1,0 +1,427 @@
+/**
+ * A test double of Ollama on a real socket, following ../shared/ollama-api.md: NDJSON framing
+ * flushed line by line with `application/x-ndjson`, `application/json; charset=utf-8` for single
+ * objects, `application/json` for errors before the first byte, Go's JSON escaping, the
+ * empty-prompt load answer, `/api/show` capabilities, pull progress, Ollama's exact error texts
+ * and status codes, mid-stream error lines, slow first bytes, dropped connections, and 403 for a
+ * foreign Host or any Origin. It records every request and whether its client went away.
+ */
+import type { Server } from 'bun';
+
+export type DoubleModel = {
+  name: string;
+  capabilities?: string[];
+  size?: number;
+  family?: string;
+  parameterSize?: string;
+  quantization?: string;
+  /** The answer, token by token. */
+  tokens?: string[];
+  /** Pause before each token line. */
+  tokenDelayMs?: number;
+  /** Silence before the status line and first byte (a cold load). */
+  firstByteDelayMs?: number;
+  /** Write an `{"error"}` line after this many tokens (a runner failure mid-generation). */
+  errorAfterTokens?: number;
+  /** Drop the connection after this many tokens, with no final line. */
+  dropAfterTokens?: number;
+  /** Go silent forever after this many tokens. */
+  hangAfterTokens?: number;
+  /** Answer 500 before any byte, as when the runner dies on load. */
+  crashOnLoad?: boolean;
+  /** Split every line across two writes, as TCP may. */
+  splitLines?: boolean;
+  thinking?: string[];
+};
+
+export type RecordedRequest = {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: unknown;
+  /** The client closed the connection before the response was complete. */
+  aborted: boolean;
+  /** The response was written to the end. */
+  completed: boolean;
+  /** Token lines written before the end or the abort. */
+  linesWritten: number;
+  abortedAt?: number;
+};
+
+export type OllamaDouble = {
+  url: string;
+  port: number;
+  models: Map<string, DoubleModel>;
+  /** Models the "registry" has for /api/pull, with how many progress ticks to send. */
+  registry: Map<string, { layers: number; tickDelayMs?: number }>;
+  requests: RecordedRequest[];
+  /** When true every inference request gets Ollama's queue-full 503. */
+  busy: boolean;
+  last: (path?: string) => RecordedRequest | undefined;
+  waitFor: (predicate: () => boolean, timeoutMs?: number) => Promise<void>;
+  close: () => Promise<void>;
+};
+
+const encoder = new TextEncoder();
+
+/** Go's json.Marshal escapes <, > and & inside strings. */
+export const goJson = (value: unknown) =>
+  JSON.stringify(value).replace(/[<>&]/g, (ch) => `\\u00${ch.charCodeAt(0).toString(16).padStart(2, '0')}`);
+
+const createdAt = () => new Date().toISOString().replace(/\.(\d+)Z$/, (_, ms: string) => `.${ms}123Z`.replace(/0+Z$/, 'Z'));
+
+const jsonResponse = (status: number, body: unknown, charset = true) =>
+  new Response(goJson(body), {
+    status,
+    headers: { 'Content-Type': charset ? 'application/json; charset=utf-8' : 'application/json' },
+  });
+
+// Errors the stream writer emits before any byte carry `application/json` without charset.
+const streamError = (status: number, message: string) => jsonResponse(status, { error: message }, false);
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const OPTION_TYPES: Record<string, 'int' | 'float' | 'array' | 'bool'> = {
+  num_keep: 'int',
+  seed: 'int',
+  num_predict: 'int',
+  top_k: 'int',
+  top_p: 'float',
+  min_p: 'float',
+  typical_p: 'float',
+  repeat_last_n: 'int',
+  temperature: 'float',
+  repeat_penalty: 'float',
+  presence_penalty: 'float',
+  frequency_penalty: 'float',
+  stop: 'array',
+  num_ctx: 'int',
+  num_batch: 'int',
+  num_gpu: 'int',
+  main_gpu: 'int',
+  use_mmap: 'bool',
+  num_thread: 'int',
+};
+
+/** api.Options.FromMap: unknown keys are ignored (a server-side warning); wrong types are errors (HTTP 500). */
+function checkOptions(options: unknown): string | undefined {
+  if (options === undefined || options === null) return undefined;
+  for (const [key, value] of Object.entries(options as Record<string, unknown>)) {
+    const type = OPTION_TYPES[key];
+    if (!type || value === null) continue;
+    if ((type === 'int' || type === 'float') && typeof value !== 'number') {
+      return `option "${key}" must be of type ${type === 'int' ? 'integer' : 'float32'}`;
+    }
+    if (type === 'bool' && typeof value !== 'boolean') return `option "${key}" must be of type boolean`;
+    if (type === 'array') {
+      if (!Array.isArray(value)) return `option "${key}" must be of type array`;
+      if (value.some((item) => typeof item !== 'string')) return `option "${key}" must be of an array of strings`;
+    }
+  }
+  return undefined;
+}
+
+/** api.Duration.UnmarshalJSON: numbers are seconds; strings are Go durations with units. */
+function checkKeepAlive(value: unknown): string | undefined {
+  if (value === undefined || value === null || typeof value === 'number') return undefined;
+  if (typeof value !== 'string') return `Unsupported type: '${typeof value}'`;
+  if (/^[+-]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$/.test(value) || value === '0') return undefined;
+  if (/^[+-]?\d+(\.\d+)?$/.test(value)) return `time: missing unit in duration "${value}"`;
+  return `time: invalid duration "${value}"`;
+}
+
+/** Images are []byte in Go: standard base64 only, so a data: prefix fails at byte 4 or 5. */
+function checkImages(images: unknown): string | undefined {
+  if (images === undefined || images === null) return undefined;
+  if (!Array.isArray(images)) return 'json: cannot unmarshal string into Go struct field GenerateRequest.images of type []api.ImageData';
+  for (const image of images) {
+    if (typeof image !== 'string') return 'json: cannot unmarshal number into Go struct field GenerateRequest.images of type api.ImageData';
+    const bad = image.search(/[^A-Za-z0-9+/=\r\n]/);
+    if (bad !== -1) return `illegal base64 data at input byte ${bad}`;
+  }
+  return undefined;
+}
+
+async function readJsonBody(request: Request): Promise<{ body?: Record<string, unknown>; error?: Response }> {
+  const text = await request.text();
+  if (text === '') return { error: jsonResponse(400, { error: 'missing request body' }) };
+  try {
+    const body = JSON.parse(text) as unknown;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      return { error: jsonResponse(400, { error: 'json: cannot unmarshal into Go value of type api.GenerateRequest' }) };
+    }
+    return { body: body as Record<string, unknown> };
+  } catch {
+    return { error: jsonResponse(400, { error: `invalid character '${text.trim()[0] ?? ''}' looking for beginning of value` }) };
+  }
+}
+
+const isAllowedHost = (host: string | null) => {
+  if (!host) return true;
+  const name = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  return name === 'localhost' || name === '127.0.0.1' || name === '::1' || name.endsWith('.localhost') || name.endsWith('.local') || name.endsWith('.internal');
+};
+
+export function startOllamaDouble(initial: DoubleModel[] = []): OllamaDouble {
+  const models = new Map(initial.map((model) => [model.name, model]));
+  const registry = new Map<string, { layers: number; tickDelayMs?: number }>();
+  const requests: RecordedRequest[] = [];
+  const state = { busy: false };
+
+  const lookup = (name: string) => models.get(name) ?? models.get(`${name}:latest`) ?? models.get(name.replace(/:latest$/, ''));
+
+  /** An NDJSON stream written line by line, recording aborts. */
+  function ndjsonStream(record: RecordedRequest, produce: (write: (line: unknown) => Promise<void>, model?: DoubleModel) => Promise<'drop' | 'hang' | void>, model?: DoubleModel) {
+    let cancelled = false;
+    return new ReadableStream<Uint8Array>({
+      async start(controller) {
+        const write = async (line: unknown) => {
+          if (cancelled) throw new Error('cancelled');
+          const bytes = encoder.encode(`${goJson(line)}\n`);
+          if (model?.splitLines && bytes.length > 2) {
+            const middle = Math.floor(bytes.length / 2);
+            controller.enqueue(bytes.subarray(0, middle));
+            await sleep(5);
+            if (cancelled) throw new Error('cancelled');
+            controller.enqueue(bytes.subarray(middle));
+          } else {
+            controller.enqueue(bytes);
+          }
+        };
+        try {
+          const outcome = await produce(write, model);
+          if (outcome === 'drop') {
+            controller.error(new Error('connection dropped by the double'));
+            return;
+          }
+          if (outcome === 'hang') return;
+          record.completed = true;
+          controller.close();
+        } catch {
+          // cancelled by the client
+        }
+      },
+      cancel() {
+        cancelled = true;
+        if (!record.aborted) {
+          record.aborted = true;
+          record.abortedAt = Date.now();
+        }
+      },
+    });
+  }
+
+  async function generate(request: Request, record: RecordedRequest): Promise<Response> {
+    const { body, error } = await readJsonBody(request);
+    if (error) return error;
+    record.body = body;
+    const name = typeof body?.model === 'string' ? body.model : '';
+    if (name === '') return jsonResponse(404, { error: "model '' not found" });
+    const model = lookup(name);
+    if (!model) return jsonResponse(404, { error: `model '${name}' not found` });
+    const badImages = checkImages(body?.images);
+    if (badImages) return jsonResponse(400, { error: badImages });
+    const badKeepAlive = checkKeepAlive(body?.keep_alive);
+    if (badKeepAlive) return jsonResponse(400, { error: badKeepAlive });
+    const capabilities = model.capabilities ?? ['completion'];
+    if (!capabilities.includes('completion')) return jsonResponse(400, { error: `"${name}" does not support generate` });
+    if (state.busy) return jsonResponse(503, { error: 'server busy, please try again.  maximum pending requests exceeded' });
+    const badOption = checkOptions(body?.options);
+    if (badOption) return jsonResponse(500, { error: badOption });
+    if (model.firstByteDelayMs) await sleep(model.firstByteDelayMs);
+    if (request.signal.aborted) {
+      record.aborted = true;
+      record.abortedAt = Date.now();
+      return jsonResponse(499, { error: 'request canceled' });
+    }
+    if (model.crashOnLoad) {
+      return streamError(
+        500,
+        'model runner has unexpectedly stopped, this may be due to resource limitations or an internal error, check ollama server logs for details',
+      );
+    }
+    const prompt = typeof body?.prompt === 'string' ? body.prompt : '';
+    if (prompt === '') {
+      record.completed = true;
+      const unload = body?.keep_alive === 0 || body?.keep_alive === '0';
+      return jsonResponse(200, { model: name, created_at: createdAt(), response: '', done: true, done_reason: unload ? 'unload' : 'load' });
+    }
+    const tokens = model.tokens ?? ['The', ' sky', ' is', ' blue', '.'];
+    const thinking = model.thinking ?? [];
+    const started = Date.now();
+    const final = () => ({
+      model: name,
+      created_at: createdAt(),
+      response: '',
+      done: true,
+      done_reason: 'stop',
+      context: [128006, 9125, 128007],
+      total_duration: (Date.now() - started) * 1e6 + 1,
+      load_duration: 1_334_875,
+      prompt_eval_count: prompt.split(/\s+/).length,
+      prompt_eval_duration: 130_079_000,
+      eval_count: tokens.length,
+      eval_duration: Math.max(1, tokens.length * (model.tokenDelayMs ?? 0)) * 1e6,
+    });
+    if (body?.stream === false) {
+      for (const _ of tokens) await sleep(model.tokenDelayMs ?? 0);
+      record.completed = true;
+      record.linesWritten = tokens.length;
+      return jsonResponse(200, { ...final(), response: tokens.join(''), ...(thinking.length && { thinking: thinking.join('') }) });
+    }
+    const stream = ndjsonStream(
+      record,
+      async (write) => {
+        for (const piece of thinking) await write({ model: name, created_at: createdAt(), response: '', thinking: piece, done: false });
+        for (const [index, token] of tokens.entries()) {
+          if (model.errorAfterTokens === index) {
+            await write({ error: 'an error was encountered while running the model: unexpected EOF' });
+            return;
+          }
+          if (model.dropAfterTokens === index) return 'drop';
+          if (model.hangAfterTokens === index) return 'hang';
+          if (model.tokenDelayMs) await sleep(model.tokenDelayMs);
+          await write({ model: name, created_at: createdAt(), response: token, done: false });
+          record.linesWritten++;
+        }
+        await write(final());
+      },
+      model,
+    );
+    return new Response(stream, { status: 200, headers: { 'Content-Type': 'application/x-ndjson' } });
+  }
+
+  async function show(request: Request, record: RecordedRequest): Promise<Response> {
+    const { body, error } = await readJsonBody(request);
+    if (error) return error;
+    record.body = body;
+    const name = typeof body?.model === 'string' ? body.model : typeof body?.name === 'string' ? body.name : '';
+    if (name === '') return jsonResponse(400, { error: 'model is required' });
+    const model = lookup(name);
+    if (!model) return jsonResponse(404, { error: `model '${name}' not found` });
+    return jsonResponse(200, {
+      modelfile: `FROM ${name}`,
+      template: '{{ .Prompt }}',
+      details: { parent_model: '', format: 'gguf', family: model.family ?? 'llama', families: [model.family ?? 'llama'], parameter_size: model.parameterSize ?? '3.2B', quantization_level: model.quantization ?? 'Q4_K_M' },
+      model_info: { 'general.architecture': model.family ?? 'llama', 'llama.context_length': 131072 },
+      capabilities: model.capabilities ?? ['completion'],
+      modified_at: '2026-08-21T10:00:00.000000000+09:00',
+    });
+  }
+
+  async function pull(request: Request, record: RecordedRequest): Promise<Response> {
+    const { body, error } = await readJsonBody(request);
+    if (error) return error;
+    record.body = body;
+    const name = typeof body?.model === 'string' ? body.model : typeof body?.name === 'string' ? body.name : '';
+    if (name === '' || /[^a-zA-Z0-9_.:/-]/.test(name)) return jsonResponse(400, { error: 'invalid model name' });
+    const entry = registry.get(name);
+    const missing = 'pull model manifest: file does not exist';
+    if (body?.stream === false) {
+      if (!entry) return jsonResponse(500, { error: missing });
+      models.set(name, { name });
+      record.completed = true;
+      return jsonResponse(200, { status: 'success' });
+    }
+    const stream = ndjsonStream(record, async (write) => {
+      await write({ status: 'pulling manifest' });
+      if (!entry) {
+        await write({ error: missing });
+        return;
+      }
+      const digest = `sha256:${'dde5aa3fc5ffc17176b5e8bdc82f587b24b2678c6c66101bf7da77af9f7ccdff'}`;
+      const total = 2_019_377_376;
+      for (let tick = 1; tick <= entry.layers; tick++) {
+        if (entry.tickDelayMs) await sleep(entry.tickDelayMs);
+        await write({ status: `pulling ${digest.slice(7, 19)}`, digest, total, completed: Math.round((total * tick) / entry.layers) });
+        record.linesWritten++;
+      }
+      await write({ status: 'verifying sha256 digest' });
+      await write({ status: 'writing manifest' });
+      models.set(name, { name });
+      await write({ status: 'success' });
+    });
+    return new Response(stream, { status: 200, headers: { 'Content-Type': 'application/x-ndjson' } });
+  }
+
+  const server: Server<undefined> = Bun.serve({
+    port: 0,
+    hostname: '127.0.0.1',
+    idleTimeout: 0,
+    async fetch(request) {
+      const url = new URL(request.url);
+      const record: RecordedRequest = {
+        method: request.method,
+        path: url.pathname,
+        headers: Object.fromEntries(request.headers),
+        body: undefined,
+        aborted: false,
+        completed: false,
+        linesWritten: 0,
+      };
+      requests.push(record);
+      request.signal.addEventListener('abort', () => {
+        if (!record.completed && !record.aborted) {
+          record.aborted = true;
+          record.abortedAt = Date.now();
+        }
+      });
+      // allowedHostsMiddleware and gin-contrib/cors: 403 with an empty body.
+      if (!isAllowedHost(request.headers.get('host')) || request.headers.has('origin')) return new Response(null, { status: 403 });
+      const route = `${request.method} ${url.pathname}`;
+      switch (route) {
+        case 'GET /':
+        case 'HEAD /':
+          return new Response('Ollama is running', { headers: { 'Content-Type': 'text/plain; charset=utf-8' } });
+        case 'GET /api/version':
+          return jsonResponse(200, { version: '0.33.0-rc2' });
+        case 'GET /api/tags':
+          return jsonResponse(200, {
+            models: [...models.values()].map((model) => ({
+              name: model.name.includes(':') ? model.name : `${model.name}:latest`,
+              model: model.name.includes(':') ? model.name : `${model.name}:latest`,
+              modified_at: '2025-05-04T17:37:44.706015396-07:00',
+              size: model.size ?? 2_019_393_189,
+              digest: 'a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72',
+              details: { parent_model: '', format: 'gguf', family: model.family ?? 'llama', families: null, parameter_size: model.parameterSize ?? '3.2B', quantization_level: model.quantization ?? 'Q4_K_M' },
+            })),
+          });
+        case 'POST /api/generate':
+          return generate(request, record);
+        case 'POST /api/show':
+          return show(request, record);
+        case 'POST /api/pull':
+          return pull(request, record);
+      }
+      const known = ['/', '/api/version', '/api/tags', '/api/generate', '/api/show', '/api/pull', '/api/chat', '/api/ps', '/api/embed'];
+      if (known.includes(url.pathname)) return new Response('405 method not allowed', { status: 405, headers: { 'Content-Type': 'text/plain' } });
+      return new Response('404 page not found', { status: 404, headers: { 'Content-Type': 'text/plain' } });
+    },
+  });
+
+  const double: OllamaDouble = {
+    url: `http://127.0.0.1:${server.port}`,
+    port: server.port as number,
+    models,
+    registry,
+    requests,
+    get busy() {
+      return state.busy;
+    },
+    set busy(value: boolean) {
+      state.busy = value;
+    },
+    last: (path) => [...requests].reverse().find((request) => path === undefined || request.path === path),
+    waitFor: async (predicate, timeoutMs = 2000) => {
+      const deadline = Date.now() + timeoutMs;
+      while (!predicate()) {
+        if (Date.now() > deadline) throw new Error('condition not met in time');
+        await sleep(10);
+      }
+    },
+    close: async () => {
+      await server.stop(true);
+    },
+  };
+  return double;
+}
