@@ -58,3 +58,7 @@ export async function readChunks(response: Response, until?: (text: string) => b
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A response's JSON body, typed loosely for assertions. */
+// biome-ignore lint/suspicious/noExplicitAny: test assertions inspect arbitrary JSON
+export const json = (response: Response): Promise<any> => response.json() as Promise<any>;

@@ -191,6 +191,7 @@ export function startOllamaDouble(initial: DoubleModel[] = []): OllamaDouble {
         try {
           const outcome = await produce(write, model);
           if (outcome === 'drop') {
+            await sleep(50); // let what was written reach the socket first, as a real crash would
             controller.error(new Error('connection dropped by the double'));
             return;
           }

@@ -1,3 +1,5 @@
+import { networkErrorText } from './errors';
+
 /**
  * Ollama streams NDJSON: one JSON object per line, flushed line by line, no end sentinel, and
  * TCP chunks that do not align with lines. These helpers relay such a stream to a client without
@@ -177,7 +179,7 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
               controller,
               error instanceof IdleTimeout
                 ? `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the generation was stopped.`
-                : `Lost the connection to Ollama mid-stream (${(error as Error)?.message ?? 'unknown error'}); the answer is incomplete.`,
+                : `Lost the connection to Ollama mid-stream (${networkErrorText(error)}); the answer is incomplete.`,
             );
             return;
           }

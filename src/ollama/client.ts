@@ -1,4 +1,4 @@
-import { ApiError, ClientGoneError } from '../lib/errors';
+import { ApiError, ClientGoneError, networkErrorText } from '../lib/errors';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -68,7 +68,7 @@ export function createOllamaClient({ baseUrl, fetch = globalThis.fetch }: Ollama
       }
       throw new ApiError(
         502,
-        `Cannot reach Ollama at ${baseUrl} (${(error as Error).message || 'connection failed'}). Check that Ollama is running and that OLLAMA_HOST points at it.`,
+        `Cannot reach Ollama at ${baseUrl} (${networkErrorText(error)}). Check that Ollama is running and that OLLAMA_HOST points at it.`,
         'upstream_unreachable',
       );
     } finally {

@@ -1,5 +1,5 @@
 import type { Config } from '../config';
-import { ApiError, ClientGoneError } from '../lib/errors';
+import { ApiError, ClientGoneError, networkErrorText } from '../lib/errors';
 import { type StreamFormat, relayNdjson, readNdjson, STREAM_CONTENT_TYPES, STREAM_HEADERS } from '../lib/ndjson';
 import { type OllamaClient, type UpstreamCall, upstreamError } from './client';
 
@@ -61,7 +61,7 @@ export async function answerSync(deps: Deps, body: GenerateBody, signal: AbortSi
     if (error instanceof ApiError) throw error;
     throw new ApiError(
       502,
-      `Lost the connection to Ollama mid-answer (${(error as Error).message}). Retry the request.`,
+      `Lost the connection to Ollama mid-answer (${networkErrorText(error)}). Retry the request.`,
       'upstream_error',
     );
   } finally {

@@ -1,4 +1,4 @@
-import { ApiError, ClientGoneError } from '../../lib/errors';
+import { ApiError, ClientGoneError, networkErrorText } from '../../lib/errors';
 import { allowLongWait } from '../../lib/long-wait';
 import { type StreamFormat, readNdjson } from '../../lib/ndjson';
 import type { AppRouter } from '../../lib/router';
@@ -56,7 +56,7 @@ export function registerInstallRoutes(app: AppRouter, deps: Deps) {
     } catch (error) {
       if (signal.aborted) throw new ClientGoneError();
       if (error instanceof ApiError) throw error;
-      throw new ApiError(502, `Lost the connection to Ollama during the pull (${(error as Error).message}). Retry: the pull resumes.`, 'upstream_error');
+      throw new ApiError(502, `Lost the connection to Ollama during the pull (${networkErrorText(error)}). Retry: the pull resumes.`, 'upstream_error');
     } finally {
       call.abort();
     }
