@@ -8,8 +8,9 @@ export function startServer(dependencies: AppDependencies, overrides: { port?: n
   return Bun.serve({
     hostname: overrides.hostname ?? config.host,
     port: overrides.port ?? config.port,
-    // Vision bodies are checked while read; this is only the outer bound Bun enforces itself.
-    maxRequestBodySize: maxVisionBodyBytes(config),
+    // Vision bodies are counted while read and refused with a JSON 413 at maxVisionBodyBytes.
+    // Bun's own bound sits just above it: Bun's 413 has an empty body.
+    maxRequestBodySize: maxVisionBodyBytes(config) + 64 * 1024,
     fetch: (request, server) => app.fetch(request, { server }),
   });
 }

@@ -37,8 +37,16 @@ export async function readBodyLimited(request: Request, limit: number): Promise<
   const chunks: Uint8Array[] = [];
   let total = 0;
   for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
+    let next: { done: boolean; value?: Uint8Array };
+    try {
+      next = await reader.read();
+    } catch (error) {
+      // Bun itself stops a body at Bun.serve's maxRequestBodySize, which we set to the same limit.
+      if (String(error).includes('maxRequestBodySize')) throw tooLarge(limit);
+      throw new ApiError(400, 'The request body could not be read to the end (the upload was interrupted).', 'malformed_body');
+    }
+    const { done, value } = next;
+    if (done || !value) break;
     total += value.length;
     if (total > limit) {
       await reader.cancel().catch(() => {});

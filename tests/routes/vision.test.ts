@@ -1,0 +1,182 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { type Harness, json, readChunks, startHarness, TINY_PNG } from '../helpers';
+
+let h: Harness;
+const MAX_IMAGE = 64 * 1024;
+beforeAll(() => {
+  h = startHarness({ MINATO_MAX_IMAGE_BYTES: String(MAX_IMAGE), MINATO_MAX_IMAGES: '3' });
+  h.ollama.models.set('gemma-new-vision', { name: 'gemma-new-vision', capabilities: ['completion', 'vision'], tokens: ['Two', ' dogs'], tokenDelayMs: 150 });
+});
+afterAll(() => h.close());
+
+const JPEG = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0xff, 0xd9]);
+const GIF = new TextEncoder().encode('GIF89a\x01\x00\x01\x00\x00\x00\x00;');
+
+const form = (...files: Uint8Array[]) => {
+  const data = new FormData();
+  files.forEach((file, index) => data.append('images', new Blob([file as Uint8Array<ArrayBuffer>]), `image-${index}.png`));
+  return data;
+};
+
+type Body = RequestInit['body'];
+
+const post = (path: string, body: Body, headers: Record<string, string> = {}) => fetch(`${h.url}${path}`, { method: 'POST', body, headers });
+const postJson = (path: string, body: unknown) => post(path, JSON.stringify(body), { 'Content-Type': 'application/json' });
+const sentImages = () => (h.ollama.last('/api/generate')?.body as { images?: string[] }).images;
+
+describe('POST /vision/{model_name}', () => {
+  test('multipart files in the field `images` reach Ollama as base64', async () => {
+    const response = await post('/vision/llava?message=What%20is%20this%3F', form(TINY_PNG, JPEG));
+    expect(response.status).toBe(200);
+    const body = await json(response);
+    expect(body.response).toBe('A cat.');
+    expect(body.done).toBe(true);
+    expect(sentImages()).toEqual([TINY_PNG.toString('base64'), Buffer.from(JPEG).toString('base64')]);
+    expect((h.ollama.last('/api/generate')?.body as { prompt: string }).prompt).toBe('What is this?');
+  });
+
+  test('JSON base64, data: URLs (prefix stripped) and URL-safe base64 all arrive as standard base64', async () => {
+    const standard = TINY_PNG.toString('base64');
+    const response = await postJson('/vision/llava?message=hi', {
+      images: [standard, `data:image/png;base64,${standard}`, Buffer.from(GIF).toString('base64url')],
+    });
+    expect(response.status).toBe(200);
+    expect(sentImages()).toEqual([standard, standard, Buffer.from(GIF).toString('base64')]);
+  });
+
+  test('a model is judged by its capabilities, not its name', async () => {
+    expect((await post('/vision/gemma-new-vision?message=hi', form(TINY_PNG))).status).toBe(200);
+    const refused = await post('/vision/llama3.2?message=hi', form(TINY_PNG));
+    expect(refused.status).toBe(400);
+    expect((await json(refused)).detail).toContain('vision');
+  });
+
+  test('capabilities are cached briefly: one /api/show for several requests', async () => {
+    const shows = () => h.ollama.requests.filter((request) => request.path === '/api/show' && (request.body as { model: string }).model === 'llava').length;
+    await post('/vision/llava?message=hi', form(TINY_PNG));
+    const before = shows();
+    await post('/vision/llava?message=hi', form(TINY_PNG));
+    await post('/vision/llava?message=hi', form(TINY_PNG));
+    expect(shows()).toBe(before);
+  });
+
+  test('an unknown model is a 404 pointing at /install', async () => {
+    const response = await post('/vision/nosuch?message=hi', form(TINY_PNG));
+    expect(response.status).toBe(404);
+    expect((await json(response)).detail).toContain('POST /install/nosuch');
+  });
+
+  test('files are checked by their bytes, not their declared type', async () => {
+    const data = new FormData();
+    data.append('images', new Blob(['#!/bin/sh\necho not an image\n'], { type: 'image/png' }), 'evil.png');
+    const response = await post('/vision/llava?message=hi', data);
+    expect(response.status).toBe(415);
+    expect((await json(response)).detail).toContain('images[0]');
+  });
+
+  test('an image over MINATO_MAX_IMAGE_BYTES is a 413', async () => {
+    const big = new Uint8Array(MAX_IMAGE + 1);
+    big.set(TINY_PNG);
+    const response = await post('/vision/llava?message=hi', form(big));
+    expect(response.status).toBe(413);
+    expect((await json(response)).detail).toContain('MINATO_MAX_IMAGE_BYTES');
+    const asJson = await postJson('/vision/llava?message=hi', { images: [Buffer.from(big).toString('base64')] });
+    expect(asJson.status).toBe(413);
+  });
+
+  test('more than MINATO_MAX_IMAGES images is a 413', async () => {
+    const response = await post('/vision/llava?message=hi', form(TINY_PNG, TINY_PNG, TINY_PNG, TINY_PNG));
+    expect(response.status).toBe(413);
+    expect((await json(response)).detail).toContain('MINATO_MAX_IMAGES');
+  });
+
+  test('an oversized chunked upload is refused while it is read, without waiting for the rest', async () => {
+    let sent = 0;
+    const chunk = new Uint8Array(64 * 1024);
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        // Far more than the limit (3 × 64 KiB base64 + 1 MiB) if it were all read.
+        if (sent > 64 * 1024 * 1024) return controller.close();
+        sent += chunk.length;
+        controller.enqueue(chunk);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      },
+    });
+    const response = await fetch(`${h.url}/vision/llava?message=hi`, {
+      method: 'POST',
+      body,
+      headers: { 'Content-Type': 'application/json' },
+      duplex: 'half',
+    } as RequestInit);
+    expect(response.status).toBe(413);
+    expect((await json(response)).code).toBe('payload_too_large');
+    // Refused at the limit: nowhere near all 64 MiB was read.
+    expect(sent).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  test('a Content-Length over the limit is refused before reading', async () => {
+    const response = await fetch(`${h.url}/vision/llava?message=hi`, {
+      method: 'POST',
+      body: new Uint8Array(2 * 1024 * 1024),
+      headers: { 'Content-Type': 'application/json' },
+    });
+    expect(response.status).toBe(413);
+  });
+
+  test('no images is a 422 naming the field', async () => {
+    const response = await postJson('/vision/llava?message=hi', {});
+    expect(response.status).toBe(422);
+    expect((await json(response)).detail[0].loc).toEqual(['body', 'images']);
+    expect((await post('/vision/llava?message=hi', new FormData())).status).toBe(422);
+  });
+
+  test('malformed bodies are 4xx with a JSON detail', async () => {
+    const cases: [Body, Record<string, string>, number][] = [
+      ['{not json', { 'Content-Type': 'application/json' }, 400],
+      [JSON.stringify({ images: 'abc' }), { 'Content-Type': 'application/json' }, 422],
+      [JSON.stringify({ images: ['***not base64***'] }), { 'Content-Type': 'application/json' }, 422],
+      ['plain text', { 'Content-Type': 'text/plain' }, 415],
+    ];
+    for (const [body, headers, status] of cases) {
+      const response = await post('/vision/llava?message=hi', body, headers);
+      expect(response.status).toBe(status);
+      expect((await json(response)).detail).toBeDefined();
+    }
+  });
+
+  test('query validation applies as on the text routes', async () => {
+    const response = await post('/vision/llava?temperature=2', form(TINY_PNG));
+    expect(response.status).toBe(422);
+    const locs = (await json(response)).detail.map((item: { loc: string[] }) => item.loc.join('.'));
+    expect(locs).toContain('query.message');
+    expect(locs).toContain('query.temperature');
+  });
+});
+
+describe('POST /stream/vision/{model_name}', () => {
+  test('streams the answer line by line', async () => {
+    const started = Date.now();
+    const response = await post('/stream/vision/gemma-new-vision?message=count', form(TINY_PNG));
+    expect(response.headers.get('content-type')).toBe('application/x-ndjson');
+    const { chunks, text } = await readChunks(response);
+    const tokens = chunks.filter((chunk) => chunk.text.includes('"done":false'));
+    expect(tokens.length).toBe(2);
+    expect(tokens[1]!.at - tokens[0]!.at).toBeGreaterThan(100);
+    expect(tokens[0]!.at - started).toBeLessThan(1000);
+    expect(text.trim().split('\n').map((line) => JSON.parse(line).response).join('')).toBe('Two dogs');
+  });
+
+  test('negotiates SSE and plain text like the text routes', async () => {
+    const sse = await post('/stream/vision/llava?message=hi', form(TINY_PNG), { Accept: 'text/event-stream' });
+    expect(sse.headers.get('content-type')).toStartWith('text/event-stream');
+    expect((await sse.text()).startsWith('data: {')).toBe(true);
+    const text = await post('/stream/vision/llava?message=hi', form(TINY_PNG), { Accept: 'text/plain' });
+    expect(await text.text()).toBe('A cat.');
+  });
+
+  test('refuses a model without vision before streaming anything', async () => {
+    const response = await post('/stream/vision/llama3.2?message=hi', form(TINY_PNG));
+    expect(response.status).toBe(400);
+    expect(response.headers.get('content-type')).toStartWith('application/json');
+  });
+});
