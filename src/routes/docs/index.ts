@@ -34,6 +34,8 @@ export const OPENAPI_INFO = {
     description:
       "A small REST sidecar for Ollama: answers, streams, vision, installs and model lists, with the original Minato (FastAPI) contract kept. Errors are `{\"detail\": \"...\", \"code\": \"...\"}`; validation errors FastAPI's `HTTPValidationError`.",
   },
+  // No authentication yet: every operation is open (API keys are a later issue).
+  security: [],
   tags: [
     { name: 'Generate', description: 'Text answers, whole or streamed.' },
     { name: 'Vision', description: 'Answers about images.' },
@@ -43,7 +45,9 @@ export const OPENAPI_INFO = {
 };
 
 export function registerDocsRoutes(app: AppRouter) {
-  app.doc31('/openapi.json', OPENAPI_INFO);
+  // The server entry is the origin the document was fetched from, so tools that import it call
+  // this sidecar wherever it runs.
+  app.doc31('/openapi.json', (c) => ({ ...OPENAPI_INFO, servers: [{ url: new URL(c.req.url).origin, description: 'This Minato sidecar' }] }));
   app.get('/docs', (c) => c.html(page));
   app.get('/redoc', (c) => c.redirect('/docs', 301));
   for (const [name, type] of Object.entries(SWAGGER_ASSETS)) {

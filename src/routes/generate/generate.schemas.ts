@@ -171,7 +171,7 @@ export const StreamLine = z
 export const streamContent = {
   'application/x-ndjson': {
     schema: StreamLine,
-    example: '{"model":"llama3.2","created_at":"2026-08-21T08:52:19.385406Z","response":"The","done":false}\n',
+    example: { model: 'llama3.2', created_at: '2026-08-21T08:52:19.385406Z', response: 'The', done: false },
   },
   'text/event-stream': {
     schema: z.string().openapi({

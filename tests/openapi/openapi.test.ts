@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import createClient from 'openapi-fetch';
+import { type Harness, startHarness } from '../helpers';
+import { generateTypes, openApiDocument, TYPES_FILE } from './generate-types';
+import type { paths } from './minato';
+
+let h: Harness;
+beforeAll(() => {
+  h = startHarness();
+});
+afterAll(() => h.close());
+
+type Doc = {
+  openapi: string;
+  servers: { url: string }[];
+  paths: Record<string, Record<string, { parameters?: { name: string; schema: Record<string, unknown> }[]; responses: Record<string, { content?: Record<string, unknown> }> }>>;
+  components: { schemas: Record<string, unknown> };
+};
+
+describe('GET /openapi.json', () => {
+  test('is OpenAPI 3.1 with every route, its statuses and the streaming media types', async () => {
+    const response = await fetch(`${h.url}/openapi.json`);
+    expect(response.status).toBe(200);
+    const doc = (await response.json()) as Doc;
+    expect(doc.openapi).toBe('3.1.0');
+    expect(doc.servers[0]!.url).toBe(h.url);
+    expect(Object.keys(doc.paths).sort()).toEqual(
+      ['/health', '/install/{model_name}', '/models_list', '/models_list/', '/ready', '/stream/vision/{model_name}', '/stream/{model_name}', '/vision/{model_name}', '/{model_name}'].sort(),
+    );
+    const stream = doc.paths['/stream/{model_name}']!.get!;
+    expect(Object.keys(stream.responses[200]!.content!)).toEqual(['application/x-ndjson', 'text/event-stream', 'text/plain']);
+    for (const status of ['200', '400', '404', '422', '502', '503', '504']) expect(stream.responses[status]).toBeDefined();
+    const temperature = stream.parameters!.find((parameter) => parameter.name === 'temperature')!;
+    expect(temperature.schema).toMatchObject({ type: 'number', minimum: 0, maximum: 1 });
+    for (const name of ['HTTPValidationError', 'ValidationError', 'Error', 'GenerateAnswer', 'Body_answer_on_multimodal_query_vision__model_name__post']) {
+      expect(doc.components.schemas[name]).toBeDefined();
+    }
+  });
+
+  test('passes the Redocly linter', async () => {
+    const file = `${import.meta.dir}/../.generated-openapi.json`;
+    await Bun.write(file, JSON.stringify(await openApiDocument()));
+    const lint = Bun.spawnSync(['bunx', '--bun', 'redocly', 'lint', file, '--config', '.ci/redocly.yaml', '--format', 'summary'], {
+      cwd: `${import.meta.dir}/../..`,
+      env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+    });
+    await Bun.file(file).delete();
+    const output = lint.stdout.toString() + lint.stderr.toString();
+    expect(output).toContain('valid');
+    expect(lint.exitCode).toBe(0);
+  }, 60_000);
+
+  test('the committed generated types match the live document', async () => {
+    expect(await generateTypes()).toBe(await Bun.file(TYPES_FILE).text());
+  });
+});
+
+describe('a client typed from the document (openapi-typescript + openapi-fetch)', () => {
+  test('calls every kind of endpoint with typed parameters and answers', async () => {
+    const client = createClient<paths>({ baseUrl: h.url });
+    const answer = await client.GET('/{model_name}', {
+      params: { path: { model_name: 'llama3.2' }, query: { message: 'hi', temperature: 0.5, stop: ['END'] } },
+    });
+    expect(answer.response.status).toBe(200);
+    const text: string | undefined = answer.data?.response;
+    expect(text).toBe('The sky is blue.');
+
+    const invalid = await client.GET('/{model_name}', { params: { path: { model_name: 'llama3.2' }, query: { message: 'hi', num_ctx: 0 } } });
+    expect(invalid.response.status).toBe(422);
+    const loc = (invalid.error as { detail: { loc: (string | number)[] }[] }).detail[0]!.loc;
+    expect(loc).toEqual(['query', 'num_ctx']);
+
+    const models = await client.GET('/models_list/');
+    const names: string[] | undefined = models.data?.models_list.map((model) => model.name);
+    expect(names).toContain('llama3.2:latest');
+
+    const ready = await client.GET('/ready');
+    expect(ready.data?.ollama.version).toBe('0.33.0-rc2');
+  });
+});
