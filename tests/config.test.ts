@@ -1,0 +1,88 @@
+import { describe, expect, test } from 'bun:test';
+import { ConfigError, loadConfig, normalizeOllamaHost } from '../src/config';
+import { startOllamaDouble } from './ollama-double';
+
+describe('OLLAMA_HOST accepts the forms Ollama accepts', () => {
+  const cases: [string, string][] = [
+    ['127.0.0.1', 'http://127.0.0.1:11434'],
+    ['gpu-box', 'http://gpu-box:11434'],
+    ['gpu-box:9999', 'http://gpu-box:9999'],
+    [':9999', 'http://127.0.0.1:9999'],
+    ['0.0.0.0:11434', 'http://127.0.0.1:11434'],
+    ['http://gpu-box:11434', 'http://gpu-box:11434'],
+    ['http://gpu-box', 'http://gpu-box:80'],
+    ['https://ollama.internal', 'https://ollama.internal:443'],
+    ['https://ollama.internal:8443/prefix/', 'https://ollama.internal:8443/prefix'],
+    ['[::1]:11434', 'http://[::1]:11434'],
+    ['  localhost  ', 'http://localhost:11434'],
+  ];
+  for (const [input, expected] of cases) {
+    test(`${JSON.stringify(input)} → ${expected}`, () => expect(normalizeOllamaHost(input)).toBe(expected));
+  }
+  test('rejects other schemes and bad ports', () => {
+    expect(() => normalizeOllamaHost('ftp://host')).toThrow('scheme');
+    expect(() => normalizeOllamaHost('host:99999')).toThrow('port');
+    expect(() => normalizeOllamaHost('host:abc')).toThrow('port');
+  });
+});
+
+describe('loadConfig', () => {
+  test('defaults: Ollama on loopback, port 8000, loopback bind, 5-minute first-byte deadline', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({ ollamaHost: 'http://127.0.0.1:11434', port: 8000, host: '127.0.0.1', firstByteTimeoutMs: 300_000 });
+  });
+  test('empty values count as unset', () => {
+    expect(loadConfig({ PORT: '', OLLAMA_HOST: '' }).port).toBe(8000);
+  });
+  test('every invalid value is reported, each on its own line', () => {
+    try {
+      loadConfig({ PORT: 'eighty', MINATO_MAX_IMAGES: '0', OLLAMA_HOST: 'ftp://x' });
+      throw new Error('expected a ConfigError');
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      const problems = (error as ConfigError).problems;
+      expect(problems.length).toBe(3);
+      expect(problems.some((problem) => problem.startsWith('PORT="eighty"'))).toBe(true);
+      expect(problems.some((problem) => problem.startsWith('MINATO_MAX_IMAGES="0"'))).toBe(true);
+      expect(problems.some((problem) => problem.startsWith('OLLAMA_HOST="ftp://x"'))).toBe(true);
+    }
+  });
+});
+
+describe('the start command (bun run start)', () => {
+  const root = `${import.meta.dir}/..`;
+
+  test('an invalid environment stops the process with readable lines and a non-zero exit', () => {
+    const result = Bun.spawnSync(['bun', 'run', 'src/index.ts'], { cwd: root, env: { ...process.env, PORT: 'eighty', MINATO_FIRST_BYTE_TIMEOUT: '-5' } });
+    expect(result.exitCode).not.toBe(0);
+    const stderr = result.stderr.toString();
+    expect(stderr).toContain('minato: invalid configuration: PORT="eighty"');
+    expect(stderr).toContain('MINATO_FIRST_BYTE_TIMEOUT="-5"');
+    expect(stderr).not.toContain('    at ');
+  });
+
+  test('starts, serves, and reaches Ollama at OLLAMA_HOST', async () => {
+    const ollama = startOllamaDouble([{ name: 'llama3.2' }]);
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const child = Bun.spawn(['bun', 'run', 'start'], {
+      cwd: root,
+      env: { ...process.env, PORT: String(port), OLLAMA_HOST: ollama.url.replace('http://', '') },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    try {
+      let ready: Response | undefined;
+      for (let attempt = 0; attempt < 50 && !ready; attempt++) {
+        ready = await fetch(`http://127.0.0.1:${port}/ready`).catch(() => undefined);
+        if (!ready) await Bun.sleep(100);
+      }
+      expect(ready?.status).toBe(200);
+      const answer = await fetch(`http://127.0.0.1:${port}/llama3.2?message=hi`);
+      expect(((await answer.json()) as { response: string }).response).toBe('The sky is blue.');
+    } finally {
+      child.kill();
+      await child.exited;
+      await ollama.close();
+    }
+  });
+});
