@@ -142,6 +142,19 @@ function checkImages(images: unknown): string | undefined {
   return undefined;
 }
 
+/** The texts of Go's encoding/json for the usual ways a body is malformed. */
+function goDecodeError(text: string): string {
+  const trimmed = text.trim();
+  const first = trimmed[0] ?? '';
+  if (!/[{["\d tfn-]/.test(first)) return `invalid character '${first}' looking for beginning of value`;
+  if (first === '{') {
+    const next = trimmed.slice(1).trim()[0];
+    if (next === undefined) return 'unexpected EOF';
+    if (next !== '"' && next !== '}') return `invalid character '${next}' looking for beginning of object key string`;
+  }
+  return 'unexpected EOF';
+}
+
 async function readJsonBody(request: Request): Promise<{ body?: Record<string, unknown>; error?: Response }> {
   const text = await request.text();
   if (text === '') return { error: jsonResponse(400, { error: 'missing request body' }) };
@@ -152,7 +165,7 @@ async function readJsonBody(request: Request): Promise<{ body?: Record<string, u
     }
     return { body: body as Record<string, unknown> };
   } catch {
-    return { error: jsonResponse(400, { error: `invalid character '${text.trim()[0] ?? ''}' looking for beginning of value` }) };
+    return { error: jsonResponse(400, { error: goDecodeError(text) }) };
   }
 }
 

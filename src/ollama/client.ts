@@ -1,3 +1,4 @@
+import { createConnection } from 'node:net';
 import { ApiError, ClientGoneError, networkErrorText } from '../lib/errors';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -6,7 +7,30 @@ export type OllamaClientOptions = {
   baseUrl: string;
   /** Injected so tests and other runtimes can supply their own; defaults to the global fetch. */
   fetch?: FetchLike;
+  /** After this long without response headers, check that Ollama's port accepts connections at all. */
+  probeAfterMs?: number;
 };
+
+/**
+ * Opens and closes a TCP connection to Ollama's host and port. A refused connection fails at
+ * once anyway; this catches the host that does not answer at all (down, firewalled, wrong
+ * address), which fetch would otherwise wait on until the first-byte deadline, minutes away.
+ */
+export function probeTcp(baseUrl: string, timeoutMs: number): Promise<string | undefined> {
+  const url = new URL(baseUrl);
+  const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: url.hostname.replace(/^\[|\]$/g, ''), port });
+    const done = (problem: string | undefined) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(problem);
+    };
+    const timer = setTimeout(() => done(`no answer from ${url.host} within ${timeoutMs} ms`), timeoutMs);
+    socket.once('connect', () => done(undefined));
+    socket.once('error', (error) => done(networkErrorText(error)));
+  });
+}
 
 export type UpstreamCall = {
   response: Response;
@@ -29,7 +53,7 @@ export type OllamaClient = {
   call: (path: string, body: unknown, options: CallOptions) => Promise<UpstreamCall>;
 };
 
-export function createOllamaClient({ baseUrl, fetch = globalThis.fetch }: OllamaClientOptions): OllamaClient {
+export function createOllamaClient({ baseUrl, fetch = globalThis.fetch, probeAfterMs = 750 }: OllamaClientOptions): OllamaClient {
   const call = async (path: string, body: unknown, options: CallOptions): Promise<UpstreamCall> => {
     const { signal, firstByteTimeoutMs, timeoutSetting, method = body === undefined ? 'GET' : 'POST' } = options;
     if (signal?.aborted) throw new ClientGoneError();
@@ -37,10 +61,21 @@ export function createOllamaClient({ baseUrl, fetch = globalThis.fetch }: Ollama
     const onClientAbort = () => controller.abort(new ClientGoneError());
     signal?.addEventListener('abort', onClientAbort, { once: true });
     let timedOut = false;
+    let unreachable: string | undefined;
+    let settled = false;
     const timer = setTimeout(() => {
       timedOut = true;
       controller.abort(new Error('first byte timeout'));
     }, firstByteTimeoutMs);
+    // Ollama is silent while it loads a model, so silence alone proves nothing; a port that does
+    // not accept connections does. Check once, shortly after the request went out.
+    const probe = setTimeout(async () => {
+      const problem = await probeTcp(baseUrl, probeAfterMs);
+      if (problem !== undefined && !settled && !controller.signal.aborted) {
+        unreachable = problem;
+        controller.abort(new Error(problem));
+      }
+    }, probeAfterMs);
     try {
       // Only our own headers go upstream: never the client's Host, Origin, cookies or
       // Authorization, which Ollama answers with 403 (DNS-rebinding guard and CORS).
@@ -59,6 +94,13 @@ export function createOllamaClient({ baseUrl, fetch = globalThis.fetch }: Ollama
       };
     } catch (error) {
       if (signal?.aborted) throw new ClientGoneError();
+      if (unreachable !== undefined) {
+        throw new ApiError(
+          502,
+          `Cannot reach Ollama at ${baseUrl} (${unreachable}). Check that Ollama is running and that OLLAMA_HOST points at it.`,
+          'upstream_unreachable',
+        );
+      }
       if (timedOut) {
         throw new ApiError(
           504,
@@ -72,7 +114,9 @@ export function createOllamaClient({ baseUrl, fetch = globalThis.fetch }: Ollama
         'upstream_unreachable',
       );
     } finally {
+      settled = true;
       clearTimeout(timer);
+      clearTimeout(probe);
       // The listener stays while the body streams: a client that leaves mid-stream must still abort it.
     }
   };

@@ -1,0 +1,46 @@
+import { describe, expect, test } from 'bun:test';
+import { ApiError } from '../../src/lib/errors';
+import { createOllamaClient, type FetchLike } from '../../src/ollama/client';
+
+/** A fetch that never gets an answer, as when packets to Ollama's host are silently dropped. */
+const blackHoleFetch: FetchLike = (_input, init) =>
+  new Promise((_, reject) => init?.signal?.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError'))));
+
+describe('createOllamaClient', () => {
+  test('a host that never answers is a 502 naming OLLAMA_HOST within about a second, not after the first-byte deadline', async () => {
+    // Port 9 on loopback refuses connections, so the probe fails the way a dead host would.
+    const client = createOllamaClient({ baseUrl: 'http://127.0.0.1:9', fetch: blackHoleFetch });
+    const started = Date.now();
+    const error = await client.call('/api/generate', {}, { firstByteTimeoutMs: 60_000, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' }).catch((e) => e);
+    expect(error).toBeInstanceOf(ApiError);
+    expect((error as ApiError).statusCode).toBe(502);
+    expect((error as ApiError).detail).toContain('OLLAMA_HOST');
+    expect(Date.now() - started).toBeLessThan(1500);
+  });
+
+  test('an Ollama that accepts the connection but is still loading is waited for', async () => {
+    const server = Bun.serve({ port: 0, idleTimeout: 0, fetch: async () => (await Bun.sleep(2000), Response.json({ ok: true })) });
+    try {
+      const client = createOllamaClient({ baseUrl: `http://127.0.0.1:${server.port}` });
+      const { response } = await client.call('/api/generate', {}, { firstByteTimeoutMs: 10_000, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' });
+      expect(response.status).toBe(200);
+    } finally {
+      await server.stop(true);
+    }
+  });
+
+  test('sends JSON with only its own headers', async () => {
+    let seen: Headers | undefined;
+    const client = createOllamaClient({
+      baseUrl: 'http://ollama.invalid:11434',
+      fetch: async (input, init) => {
+        seen = new Headers(init?.headers);
+        expect(String(input)).toBe('http://ollama.invalid:11434/api/show');
+        expect(init?.body).toBe('{"model":"x"}');
+        return Response.json({});
+      },
+    });
+    await client.call('/api/show', { model: 'x' }, { firstByteTimeoutMs: 1000, timeoutSetting: 'X' });
+    expect([...seen!.keys()]).toEqual(['content-type']);
+  });
+});
