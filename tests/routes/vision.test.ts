@@ -114,6 +114,32 @@ describe('POST /vision/{model_name}', () => {
     expect(sent).toBeLessThan(16 * 1024 * 1024);
   });
 
+  test('one oversized image in a multipart upload is refused as soon as that part passes the limit', async () => {
+    const boundary = 'minato-test-boundary';
+    const encoder = new TextEncoder();
+    let sent = 0;
+    const chunks = [encoder.encode(`--${boundary}\r\nContent-Disposition: form-data; name="images"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n`), TINY_PNG];
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const next = chunks.shift() ?? (sent < 8 * 1024 * 1024 ? new Uint8Array(16 * 1024) : undefined);
+        if (!next) return controller.close();
+        sent += next.length;
+        controller.enqueue(next);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      },
+    });
+    const response = await fetch(`${h.url}/vision/llava?message=hi`, {
+      method: 'POST',
+      body,
+      headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}` },
+      duplex: 'half',
+    } as RequestInit);
+    expect(response.status).toBe(413);
+    // The image's own limit (64 KiB here), not the body's: refused long before the total.
+    expect((await json(response)).code).toBe('image_too_large');
+    expect(sent).toBeLessThan(2 * 1024 * 1024);
+  });
+
   test('a Content-Length over the limit is refused before reading', async () => {
     const response = await fetch(`${h.url}/vision/llava?message=hi`, {
       method: 'POST',
