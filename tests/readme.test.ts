@@ -1,0 +1,47 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { type Harness, startHarness, TINY_PNG } from './helpers';
+
+// The README's curl examples must work as written: every `curl` line in its sh blocks runs here
+// against the sidecar (README's http://127.0.0.1:8000 pointed at the test server) and the double.
+const README = await Bun.file(`${import.meta.dir}/../README.md`).text();
+const commands = [...README.matchAll(/```sh\n([\s\S]*?)```/g)]
+  .flatMap((block) => block[1]!.replace(/\\\n\s*/g, '').split('\n'))
+  .map((line) => line.trim())
+  .filter((line) => line.startsWith('curl '));
+
+let h: Harness;
+let dir: string;
+beforeAll(async () => {
+  h = startHarness();
+  h.ollama.registry.set('llama3.2', { layers: 2 });
+  h.ollama.registry.set('llama3.2:3b', { layers: 2 });
+  dir = mkdtempSync(`${tmpdir()}/minato-readme-`);
+  const jpeg = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0xff, 0xd9]);
+  await Promise.all([Bun.write(`${dir}/cat.jpg`, jpeg), Bun.write(`${dir}/a.png`, TINY_PNG), Bun.write(`${dir}/b.png`, TINY_PNG)]);
+});
+afterAll(async () => {
+  await h.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('README curl examples', () => {
+  test('there are examples for every endpoint', () => {
+    for (const path of ['/llama3.2?', '/stream/llama3.2?', '/vision/llava?', '/stream/vision/llava?', '/install/', '/models_list/', '/health', '/ready', '/openapi.json']) {
+      expect(commands.some((command) => command.includes(path))).toBe(true);
+    }
+  });
+
+  test('each one succeeds as written', async () => {
+    expect(commands.length).toBeGreaterThan(10);
+    for (const command of commands) {
+      const runnable = command.replace(/^curl /, 'curl --fail-with-body -sS -m 20 ').replaceAll('http://127.0.0.1:8000', h.url);
+      const child = Bun.spawn(['bash', '-c', runnable], { cwd: dir, stdout: 'pipe', stderr: 'pipe' });
+      const [stdout, stderr] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
+      const exitCode = await child.exited;
+      expect({ command, exitCode, stderr }).toEqual({ command, exitCode: 0, stderr: '' });
+      if (!command.includes('>')) expect(stdout.length).toBeGreaterThan(0);
+    }
+  }, 60_000);
+});
