@@ -14,18 +14,15 @@ import { registerVisionRoutes } from './routes/vision';
 
 export type AppDependencies = { config: Config; ollama?: OllamaClient };
 
-/** Route templates by method, for telling a wrong method (405) from an unknown path (404). */
-function routeTable(app: AppRouter): { method: string; pattern: RegExp }[] {
-  return app.openAPIRegistry.definitions.flatMap((definition) =>
-    definition.type === 'route'
-      ? [
-          {
-            method: definition.route.method.toUpperCase(),
-            pattern: new RegExp(`^${definition.route.path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+')}$`),
-          },
-        ]
-      : [],
-  );
+/** Route patterns by method, for telling a wrong method (405) from an unknown path (404). */
+function routeTable(app: AppRouter): { method: string; path: string; pattern: RegExp }[] {
+  return app.routes
+    .filter((route) => route.method !== 'ALL')
+    .map((route) => ({
+      method: route.method,
+      path: route.path,
+      pattern: new RegExp(`^${route.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/\/:[^/]+/g, '/[^/]+')}$`),
+    }));
 }
 
 export function createApp({ config, ollama = createOllamaClient({ baseUrl: config.ollamaHost }) }: AppDependencies) {
@@ -40,7 +37,7 @@ export function createApp({ config, ollama = createOllamaClient({ baseUrl: confi
   registerVisionRoutes(app, deps, createCapabilityLookup(ollama, config));
   app.use('/:model_name', async (c, next) => {
     // `GET /api`, `GET /v1`, …: reserved names are routes (or kept for later), never models.
-    if (RESERVED_FIRST_SEGMENTS.has(c.req.param('model_name'))) return notFound(c.req.path);
+    if (c.req.method === 'GET' && RESERVED_FIRST_SEGMENTS.has(c.req.param('model_name'))) return notFound(c.req.path);
     await next();
   });
   registerGenerateRoutes(app, deps);
@@ -50,7 +47,11 @@ export function createApp({ config, ollama = createOllamaClient({ baseUrl: confi
     Response.json({ detail: `No route ${path}. The API reference is at /docs.`, code: 'not_found' }, { status: 404 });
 
   app.notFound((c) => {
-    const allowed = routes.filter((route) => route.pattern.test(c.req.path)).map((route) => route.method);
+    // A reserved first segment (`/api`, `/v1`, …) is never the model of `GET /{model_name}`.
+    const reserved = RESERVED_FIRST_SEGMENTS.has(c.req.path.split('/')[1] ?? '');
+    const allowed = routes
+      .filter((route) => route.pattern.test(c.req.path) && !(reserved && route.path === '/:model_name'))
+      .map((route) => route.method);
     if (allowed.length > 0) {
       return c.json(
         { detail: `Method ${c.req.method} is not allowed on ${c.req.path}; use ${[...new Set(allowed)].join(', ')}.`, code: 'method_not_allowed' },

@@ -15,6 +15,7 @@ describe('unknown routes and wrong methods', () => {
       expect(response.headers.get('content-type')).toContain('application/json');
       expect((await json(response)).detail).toContain(path);
     }
+    expect((await fetch(`${h.url}/api`, { method: 'POST' })).status).toBe(404);
     expect(h.ollama.requests.length).toBe(0);
   });
 
@@ -25,6 +26,9 @@ describe('unknown routes and wrong methods', () => {
       ['DELETE', '/llama3.2', 'GET'],
       ['POST', '/models_list/', 'GET'],
       ['POST', '/stream/llama3.2', 'GET'],
+      ['POST', '/health', 'GET'],
+      ['DELETE', '/docs', 'GET'],
+      ['PUT', '/openapi.json', 'GET'],
     ];
     for (const [method, path, allow] of cases) {
       const response = await fetch(`${h.url}${path}`, { method });
@@ -76,5 +80,48 @@ describe('GET /docs', () => {
     const response = await fetch(`${h.url}/redoc`, { redirect: 'manual' });
     expect(response.status).toBe(301);
     expect(response.headers.get('location')).toBe('/docs');
+  });
+});
+
+describe('Ollama trouble on every endpoint', () => {
+  test('Ollama down: every route that needs it is a 502 naming OLLAMA_HOST; /health stays 200', async () => {
+    const down = startHarness({ OLLAMA_HOST: '127.0.0.1:9' });
+    try {
+      const image = new FormData();
+      image.append('images', new Blob([new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0])]));
+      const calls: [string, RequestInit][] = [
+        ['/llama3.2?message=hi', {}],
+        ['/stream/llama3.2?message=hi', {}],
+        ['/vision/llava?message=hi', { method: 'POST', body: image }],
+        ['/stream/vision/llava?message=hi', { method: 'POST', body: image }],
+        ['/install/llama3.2', { method: 'POST' }],
+        ['/install/llama3.2', { method: 'POST', headers: { Accept: 'application/x-ndjson' } }],
+        ['/models_list/', {}],
+      ];
+      for (const [path, init] of calls) {
+        const response = await fetch(`${down.url}${path}`, init);
+        expect([path, response.status]).toEqual([path, 502]);
+        expect((await json(response)).detail).toContain('OLLAMA_HOST');
+      }
+      expect((await fetch(`${down.url}/ready`)).status).toBe(503);
+      expect((await fetch(`${down.url}/health`)).status).toBe(200);
+    } finally {
+      await down.close();
+    }
+  });
+
+  test("Ollama's full queue on the vision routes is a 503 with Retry-After", async () => {
+    h.ollama.busy = true;
+    try {
+      const image = new FormData();
+      image.append('images', new Blob([new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0])]));
+      for (const path of ['/vision/llava?message=hi', '/stream/vision/llava?message=hi']) {
+        const response = await fetch(`${h.url}${path}`, { method: 'POST', body: image });
+        expect(response.status).toBe(503);
+        expect(response.headers.get('retry-after')).toBe('5');
+      }
+    } finally {
+      h.ollama.busy = false;
+    }
   });
 });

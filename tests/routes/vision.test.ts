@@ -206,3 +206,16 @@ describe('POST /stream/vision/{model_name}', () => {
     expect(response.headers.get('content-type')).toStartWith('application/json');
   });
 });
+
+describe('cancellation on the vision routes', () => {
+  test('a client that leaves a streamed vision answer stops it upstream', async () => {
+    h.ollama.models.set('long-vision', { name: 'long-vision', capabilities: ['completion', 'vision'], tokens: Array.from({ length: 200 }, () => ' x'), tokenDelayMs: 20 });
+    const response = await post('/stream/vision/long-vision?message=hi', form(TINY_PNG));
+    const reader = response.body!.getReader();
+    await reader.read();
+    const record = h.ollama.last('/api/generate')!;
+    await reader.cancel();
+    await h.ollama.waitFor(() => record.aborted, 1000);
+    expect(record.completed).toBe(false);
+  });
+});
