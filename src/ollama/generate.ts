@@ -1,21 +1,21 @@
-import type { Config } from '../config';
-import { ApiError, ClientGoneError, networkErrorText } from '../lib/errors';
-import { type StreamFormat, relayNdjson, readNdjson, STREAM_CONTENT_TYPES, STREAM_HEADERS } from '../lib/ndjson';
-import { type OllamaClient, type UpstreamCall, upstreamError } from './client';
+import { ApiError } from '../lib/errors';
+import type { StreamFormat } from '../lib/ndjson';
+import { type UpstreamCall, upstreamError } from './client';
+import { consumeNdjson, type Deps, streamResponse } from './relay';
 
-export type Deps = { config: Config; ollama: OllamaClient };
+export type { Deps } from './relay';
 
 type GenerateBody = { model: string; stream: boolean } & Record<string, unknown>;
 
 const isFinalGenerateLine = (line: string) => line.includes('"done":true');
 
-/** Starts `/api/generate` and turns any non-2xx answer into the client-facing error. */
+/** Starts a streamed `/api/generate` and turns any non-2xx answer into the client-facing error. */
 async function startGeneration({ config, ollama }: Deps, body: GenerateBody, signal: AbortSignal): Promise<UpstreamCall> {
-  const call = await ollama.call('/api/generate', body, {
-    signal,
-    firstByteTimeoutMs: config.firstByteTimeoutMs,
-    timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT',
-  });
+  const call = await ollama.call(
+    '/api/generate',
+    { ...body, stream: true },
+    { signal, firstByteTimeoutMs: config.firstByteTimeoutMs, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
+  );
   if (!call.response.ok) throw await upstreamError(call.response, body.model);
   return call;
 }
@@ -31,68 +31,30 @@ const isSingleObject = (response: Response) => (response.headers.get('content-ty
  * than by one deadline for the whole answer, and a client that leaves stops it at once.
  */
 export async function answerSync(deps: Deps, body: GenerateBody, signal: AbortSignal): Promise<Record<string, unknown>> {
-  const { response, abort } = await startGeneration(deps, { ...body, stream: true }, signal);
-  try {
-    if (isSingleObject(response)) return (await response.json()) as Record<string, unknown>;
-    if (!response.body) throw new ApiError(502, 'Ollama answered with an empty body.', 'upstream_error');
-    const idleMs = deps.config.streamIdleTimeoutMs;
-    let text = '';
-    let thinking = '';
-    let final: Record<string, unknown> | undefined;
-    const lines = readNdjson(response.body, idleMs, () => {
-      throw new ApiError(
-        504,
-        `Ollama sent nothing for ${Math.round(idleMs / 1000)} s mid-answer (MINATO_STREAM_IDLE_TIMEOUT); the generation was stopped.`,
-        'upstream_timeout',
-      );
-    });
-    for await (const line of lines) {
-      if (typeof line.error === 'string') {
-        throw new ApiError(502, `Ollama failed while answering: ${line.error}`, 'upstream_error');
-      }
-      if (typeof line.response === 'string') text += line.response;
-      if (typeof line.thinking === 'string') thinking += line.thinking;
-      if (line.done === true) final = line;
+  const call = await startGeneration(deps, body, signal);
+  if (isSingleObject(call.response)) {
+    try {
+      return (await call.response.json()) as Record<string, unknown>;
+    } finally {
+      call.abort();
     }
-    if (!final) throw new ApiError(502, 'Ollama closed the connection before the answer was complete. Retry the request.', 'upstream_error');
-    return { ...final, response: text, ...(thinking !== '' && { thinking }) };
-  } catch (error) {
-    if (signal.aborted) throw new ClientGoneError();
-    if (error instanceof ApiError) throw error;
-    throw new ApiError(
-      502,
-      `Lost the connection to Ollama mid-answer (${networkErrorText(error)}). Retry the request.`,
-      'upstream_error',
-    );
-  } finally {
-    abort();
   }
-}
-
-/** A relayed NDJSON stream as a streamed Response in the client's format. */
-export function streamResponse(
-  deps: Deps,
-  call: UpstreamCall,
-  body: ReadableStream<Uint8Array>,
-  format: StreamFormat,
-  isFinalLine: (line: string) => boolean,
-): Response {
-  const stream = relayNdjson(body, {
-    format,
-    idleTimeoutMs: deps.config.streamIdleTimeoutMs,
-    idleSetting: 'MINATO_STREAM_IDLE_TIMEOUT',
-    abortUpstream: call.abort,
-    isFinalLine,
+  let text = '';
+  let thinking = '';
+  let final: Record<string, unknown> | undefined;
+  await consumeNdjson(deps, call, signal, 'answer', (line) => {
+    if (typeof line.error === 'string') throw new ApiError(502, `Ollama failed while answering: ${line.error}`, 'upstream_error');
+    if (typeof line.response === 'string') text += line.response;
+    if (typeof line.thinking === 'string') thinking += line.thinking;
+    if (line.done === true) final = line;
   });
-  return new Response(stream, {
-    status: 200,
-    headers: { 'Content-Type': STREAM_CONTENT_TYPES[format], ...STREAM_HEADERS },
-  });
+  if (!final) throw new ApiError(502, 'Ollama closed the connection before the answer was complete. Retry the request.', 'upstream_error');
+  return { ...final, response: text, ...(thinking !== '' && { thinking }) };
 }
 
 /** The streamed answer: Ollama's lines relayed as they come, in the negotiated format. */
 export async function answerStream(deps: Deps, body: GenerateBody, signal: AbortSignal, format: StreamFormat): Promise<Response> {
-  const call = await startGeneration(deps, { ...body, stream: true }, signal);
+  const call = await startGeneration(deps, body, signal);
   let upstream = call.response.body;
   if (isSingleObject(call.response) || !upstream) {
     const line = (await call.response.text()).trim();

@@ -1,9 +1,9 @@
-import { ApiError, ClientGoneError, networkErrorText } from '../../lib/errors';
+import { ApiError } from '../../lib/errors';
 import { allowLongWait } from '../../lib/long-wait';
-import { type StreamFormat, readNdjson } from '../../lib/ndjson';
+import type { StreamFormat } from '../../lib/ndjson';
 import type { AppRouter } from '../../lib/router';
 import { upstreamError } from '../../ollama/client';
-import { type Deps, streamResponse } from '../../ollama/generate';
+import { consumeNdjson, type Deps, streamResponse } from '../../ollama/relay';
 import { install } from './install.routes';
 
 // Ollama's text when the registry has no such model; its own CLI matches this exact string.
@@ -37,28 +37,17 @@ export function registerInstallRoutes(app: AppRouter, deps: Deps) {
     const format = progressFormat(c.req.header('accept'));
     if (format) return streamResponse(deps, call, body, format, (line) => line.includes('"status":"success"')) as never;
 
-    const idleMs = deps.config.streamIdleTimeoutMs;
-    try {
-      let last: Record<string, unknown> | undefined;
-      for await (const line of readNdjson(body, idleMs, () => {
-        throw new ApiError(504, `Ollama reported no pull progress for ${Math.round(idleMs / 1000)} s (MINATO_STREAM_IDLE_TIMEOUT); the pull was stopped.`, 'upstream_timeout');
-      })) {
-        if (typeof line.error === 'string') {
-          if (line.error.includes(NOT_IN_REGISTRY)) throw notInRegistry(model, line.error);
-          throw new ApiError(502, `Ollama could not pull '${model}': ${line.error}`, 'upstream_error');
-        }
-        last = line;
+    let last: Record<string, unknown> | undefined;
+    await consumeNdjson(deps, call, signal, `pull of '${model}'`, (line) => {
+      if (typeof line.error === 'string') {
+        if (line.error.includes(NOT_IN_REGISTRY)) throw notInRegistry(model, line.error);
+        throw new ApiError(502, `Ollama could not pull '${model}': ${line.error}`, 'upstream_error');
       }
-      if (last?.status !== 'success') {
-        throw new ApiError(502, `Ollama ended the pull of '${model}' without reporting success. Retry: the pull resumes.`, 'upstream_error');
-      }
-      return c.json({ status: 'success' as const }, 200);
-    } catch (error) {
-      if (signal.aborted) throw new ClientGoneError();
-      if (error instanceof ApiError) throw error;
-      throw new ApiError(502, `Lost the connection to Ollama during the pull (${networkErrorText(error)}). Retry: the pull resumes.`, 'upstream_error');
-    } finally {
-      call.abort();
+      last = line;
+    });
+    if (last?.status !== 'success') {
+      throw new ApiError(502, `Ollama ended the pull of '${model}' without reporting success. Retry: the pull resumes.`, 'upstream_error');
     }
+    return c.json({ status: 'success' as const }, 200);
   });
 }

@@ -1,0 +1,59 @@
+import type { Config } from '../config';
+import { ApiError, ClientGoneError, networkErrorText } from '../lib/errors';
+import { type StreamFormat, relayNdjson, readNdjson, STREAM_CONTENT_TYPES, STREAM_HEADERS } from '../lib/ndjson';
+import type { OllamaClient, UpstreamCall } from './client';
+
+export type Deps = { config: Config; ollama: OllamaClient };
+
+/** A relayed NDJSON stream as a streamed Response in the client's format. */
+export function streamResponse(
+  { config }: Deps,
+  call: UpstreamCall,
+  body: ReadableStream<Uint8Array>,
+  format: StreamFormat,
+  isFinalLine: (line: string) => boolean,
+): Response {
+  const stream = relayNdjson(body, {
+    format,
+    idleTimeoutMs: config.streamIdleTimeoutMs,
+    idleSetting: 'MINATO_STREAM_IDLE_TIMEOUT',
+    abortUpstream: call.abort,
+    isFinalLine,
+  });
+  return new Response(stream, {
+    status: 200,
+    headers: { 'Content-Type': STREAM_CONTENT_TYPES[format], ...STREAM_HEADERS },
+  });
+}
+
+/**
+ * Reads an upstream NDJSON body to its end where Minato answers only once it is over (the
+ * synchronous answer, a waiting install). Silence past MINATO_STREAM_IDLE_TIMEOUT is a 504, a
+ * dropped connection a 502, a client that left stops it; the upstream request is always released.
+ */
+export async function consumeNdjson(
+  { config }: Deps,
+  call: UpstreamCall,
+  signal: AbortSignal,
+  activity: string,
+  onLine: (line: Record<string, unknown>) => void,
+): Promise<void> {
+  const idleMs = config.streamIdleTimeoutMs;
+  try {
+    if (!call.response.body) throw new ApiError(502, 'Ollama answered with an empty body.', 'upstream_error');
+    const lines = readNdjson(call.response.body, idleMs, () => {
+      throw new ApiError(
+        504,
+        `Ollama sent nothing for ${Math.round(idleMs / 1000)} s during the ${activity} (MINATO_STREAM_IDLE_TIMEOUT); it was stopped.`,
+        'upstream_timeout',
+      );
+    });
+    for await (const line of lines) onLine(line);
+  } catch (error) {
+    if (signal.aborted) throw new ClientGoneError();
+    if (error instanceof ApiError) throw error;
+    throw new ApiError(502, `Lost the connection to Ollama during the ${activity} (${networkErrorText(error)}). Retry the request.`, 'upstream_error');
+  } finally {
+    call.abort();
+  }
+}
