@@ -37,6 +37,14 @@ describe('GET /{model_name} — synchronous answer', () => {
     expect(body.thinking).toBe('Hmm, sky');
   });
 
+  test('answers many clients at once (the original served one synchronous call at a time)', async () => {
+    const started = Date.now();
+    const answers = await Promise.all(Array.from({ length: 6 }, () => get('/slow?message=hi').then(json)));
+    for (const answer of answers) expect(answer.response).toBe('one two three four');
+    // Each answer takes about 1 s upstream; one at a time would take 6.
+    expect(Date.now() - started).toBeLessThan(2500);
+  });
+
   test('forwards the prompt and only the parameters the client set', async () => {
     await get('/llama3.2?message=hi');
     expect(h.ollama.last('/api/generate')?.body).toEqual({ model: 'llama3.2', prompt: 'hi', stream: true });
