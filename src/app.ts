@@ -2,6 +2,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { Config } from './config';
 import { ApiError, ClientGoneError, errorBody } from './lib/errors';
 import { RESERVED_FIRST_SEGMENTS } from './lib/model-name';
+import { createMetrics, type Metrics } from './lib/metrics';
 import { type AppRouter, createRouter } from './lib/router';
 import { createCapabilityLookup } from './ollama/capabilities';
 import { createOllamaClient, type OllamaClient } from './ollama/client';
@@ -9,10 +10,11 @@ import { registerDocsRoutes } from './routes/docs';
 import { registerGenerateRoutes } from './routes/generate';
 import { registerHealthRoutes } from './routes/health';
 import { registerInstallRoutes } from './routes/install';
+import { registerMetrics } from './routes/metrics';
 import { registerModelsRoutes } from './routes/models';
 import { registerVisionRoutes } from './routes/vision';
 
-export type AppDependencies = { config: Config; ollama?: OllamaClient };
+export type AppDependencies = { config: Config; ollama?: OllamaClient; metrics?: Metrics };
 
 /** Route patterns by method, for telling a wrong method (405) from an unknown path (404). */
 function routeTable(app: AppRouter): { method: string; path: string; pattern: RegExp }[] {
@@ -25,10 +27,15 @@ function routeTable(app: AppRouter): { method: string; path: string; pattern: Re
     }));
 }
 
-export function createApp({ config, ollama = createOllamaClient({ baseUrl: config.ollamaHost }) }: AppDependencies) {
+export function createApp({
+  config,
+  ollama = createOllamaClient({ baseUrl: config.ollamaHost }),
+  metrics = config.metrics ? createMetrics() : undefined,
+}: AppDependencies) {
   const app = createRouter();
-  const deps = { config, ollama };
+  const deps = { config, ollama, metrics };
 
+  if (metrics) registerMetrics(app, config, metrics);
   // Fixed paths first: `GET /{model_name}` would otherwise capture them.
   registerDocsRoutes(app);
   registerHealthRoutes(app, deps);
@@ -64,7 +71,10 @@ export function createApp({ config, ollama = createOllamaClient({ baseUrl: confi
 
   app.onError((error, c) => {
     if (error instanceof ClientGoneError) return new Response(null, { status: 499 });
-    if (error instanceof ApiError) return c.json(errorBody(error), error.statusCode, error.headers);
+    if (error instanceof ApiError) {
+      if (error.code.startsWith('upstream_')) metrics?.upstreamError(error.code.slice('upstream_'.length));
+      return c.json(errorBody(error), error.statusCode, error.headers);
+    }
     if (error instanceof HTTPException) {
       return c.json({ detail: error.message || 'Bad request', code: 'bad_request' }, error.status as 400);
     }

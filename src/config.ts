@@ -73,6 +73,13 @@ const EnvSchema = z.object({
   MINATO_CAPABILITIES_TTL: z.coerce.number().min(0).max(24 * 3600).default(60),
   MINATO_MAX_IMAGE_BYTES: bytes(20 * 1024 * 1024),
   MINATO_MAX_IMAGES: z.coerce.number().int().positive().max(100).default(8),
+  /** Serve Prometheus metrics at /metrics. */
+  MINATO_METRICS: z
+    .enum(['true', 'false', '1', '0'], { message: 'must be true, false, 1 or 0' })
+    .default('true')
+    .transform((value) => value === 'true' || value === '1'),
+  /** When set, /metrics wants `Authorization: Bearer <this key>`. */
+  MINATO_METRICS_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
 });
 
 export type Config = {
@@ -85,6 +92,8 @@ export type Config = {
   capabilitiesTtlMs: number;
   maxImageBytes: number;
   maxImages: number;
+  metrics: boolean;
+  metricsKey: string | undefined;
 };
 
 export class ConfigError extends Error {
@@ -116,5 +125,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     capabilitiesTtlMs: e.MINATO_CAPABILITIES_TTL * 1000,
     maxImageBytes: e.MINATO_MAX_IMAGE_BYTES,
     maxImages: e.MINATO_MAX_IMAGES,
+    metrics: e.MINATO_METRICS,
+    metricsKey: e.MINATO_METRICS_KEY,
   };
 }

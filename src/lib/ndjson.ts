@@ -1,4 +1,5 @@
 import { networkErrorText } from './errors';
+import type { StreamObserver } from './metrics';
 
 /**
  * Ollama streams NDJSON: one JSON object per line, flushed line by line, no end sentinel, and
@@ -118,6 +119,8 @@ export type RelayOptions = {
   abortUpstream: (reason?: unknown) => void;
   /** Whether the stream's last line is a proper end (a `done:true` line, a final status). */
   isFinalLine: (line: string) => boolean;
+  /** Told of the first byte and of the end (with the final line, which it may read), when metrics are on. */
+  observer?: StreamObserver;
 };
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -135,11 +138,19 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  * cancels the stream, which aborts the upstream request.
  */
 export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
-  const { format, idleTimeoutMs, idleSetting, abortUpstream, isFinalLine } = options;
+  const { format, idleTimeoutMs, idleSetting, abortUpstream, isFinalLine, observer } = options;
   const formatter = FORMATTERS[format];
   const reader = upstream.getReader();
   let partial: Uint8Array | undefined;
   let lastLine: Uint8Array | undefined;
+  let started = false;
+  const send = (controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
+    if (!started) {
+      started = true;
+      observer?.firstByte();
+    }
+    controller.enqueue(bytes);
+  };
 
   const readWithDeadline = () =>
     new Promise<ReadResult>((resolve, reject) => {
@@ -156,13 +167,14 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
       );
     });
 
-  const fail = (controller: ReadableStreamDefaultController<Uint8Array>, message: string) => {
+  const fail = (controller: ReadableStreamDefaultController<Uint8Array>, message: string, kind: string) => {
     abortUpstream(new Error(message));
     reader.cancel().catch(() => {});
+    observer?.end(undefined, kind);
     if (format === 'text') {
       controller.error(new Error(message));
     } else {
-      controller.enqueue(inBandError(format, message));
+      send(controller, inBandError(format, message));
       controller.close();
     }
   };
@@ -175,19 +187,19 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
           try {
             result = await readWithDeadline();
           } catch (error) {
-            fail(
-              controller,
-              error instanceof IdleTimeout
-                ? `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the generation was stopped.`
-                : `Lost the connection to Ollama mid-stream (${networkErrorText(error)}); the answer is incomplete.`,
-            );
+            if (error instanceof IdleTimeout) {
+              fail(controller, `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the generation was stopped.`, 'stream_idle_timeout');
+            } else {
+              fail(controller, `Lost the connection to Ollama mid-stream (${networkErrorText(error)}); the answer is incomplete.`, 'stream_connection_lost');
+            }
             return;
           }
           if (result.done) {
             const last = lastLine ? decoder.decode(lastLine) : '';
             if (partial?.length || !(isFinalLine(last) || isErrorLine(last))) {
-              fail(controller, 'Ollama closed the stream before the answer was complete.');
+              fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
             } else {
+              observer?.end(lastLine, isErrorLine(last) ? 'stream_error_line' : undefined);
               controller.close();
             }
             return;
@@ -207,17 +219,18 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
           lastLine = lines.subarray(lines.lastIndexOf(NEWLINE, end - 1) + 1, end);
           const { output, error } = formatter(lines);
           if (error !== undefined) {
-            if (output?.length) controller.enqueue(output);
-            fail(controller, error);
+            if (output?.length) send(controller, output);
+            fail(controller, error, 'stream_error_line');
             return;
           }
           if (output?.length) {
-            controller.enqueue(output);
+            send(controller, output);
             return;
           }
         }
       },
       cancel(reason) {
+        observer?.end(undefined);
         abortUpstream(reason);
         return reader.cancel(reason).catch(() => {});
       },

@@ -2,11 +2,14 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Hook } from '@hono/zod-openapi';
 import type { Env } from 'hono';
 import { getPath } from 'hono/utils/url';
+import type { StreamObserver } from './metrics';
 import { routingPath } from './model-name';
 
 /** What Bun hands each request (absent under `app.request()` in tests). */
 export type AppEnv = Env & {
   Bindings: { server?: { timeout(request: Request, seconds: number): void } };
+  /** Set by the metrics middleware when metrics are on: starts watching this request's stream. */
+  Variables: { observeStream?: () => StreamObserver };
 };
 
 type ZodIssueLike = { path: PropertyKey[]; message: string; code: string };

@@ -1,4 +1,5 @@
 import { ApiError } from '../lib/errors';
+import type { StreamObserver } from '../lib/metrics';
 import type { StreamFormat } from '../lib/ndjson';
 import { type UpstreamCall, upstreamError } from './client';
 import { consumeNdjson, type Deps, streamResponse } from './relay';
@@ -49,16 +50,23 @@ export async function answerSync(deps: Deps, body: GenerateBody, signal: AbortSi
     if (line.done === true) final = line;
   });
   if (!final) throw new ApiError(502, 'Ollama closed the connection before the answer was complete. Retry the request.', 'upstream_error');
+  deps.metrics?.generation(body.model, final.eval_count, final.eval_duration);
   return { ...final, response: text, ...(thinking !== '' && { thinking }) };
 }
 
 /** The streamed answer: Ollama's lines relayed as they come, in the negotiated format. */
-export async function answerStream(deps: Deps, body: GenerateBody, signal: AbortSignal, format: StreamFormat): Promise<Response> {
+export async function answerStream(
+  deps: Deps,
+  body: GenerateBody,
+  signal: AbortSignal,
+  format: StreamFormat,
+  observe?: () => StreamObserver,
+): Promise<Response> {
   const call = await startGeneration(deps, body, signal);
   let upstream = call.response.body;
   if (isSingleObject(call.response) || !upstream) {
     const line = (await call.response.text()).trim();
     upstream = new Response(`${line}\n`).body as ReadableStream<Uint8Array>;
   }
-  return streamResponse(deps, call, upstream, format, isFinalGenerateLine);
+  return streamResponse(deps, call, upstream, format, isFinalGenerateLine, observe);
 }

@@ -1,9 +1,10 @@
 import type { Config } from '../config';
 import { ApiError, ClientGoneError, networkErrorText } from '../lib/errors';
+import type { Metrics, StreamObserver } from '../lib/metrics';
 import { type StreamFormat, relayNdjson, readNdjson, STREAM_CONTENT_TYPES, STREAM_HEADERS } from '../lib/ndjson';
 import type { OllamaClient, UpstreamCall } from './client';
 
-export type Deps = { config: Config; ollama: OllamaClient };
+export type Deps = { config: Config; ollama: OllamaClient; metrics?: Metrics };
 
 /** A relayed NDJSON stream as a streamed Response in the client's format. */
 export function streamResponse(
@@ -12,6 +13,8 @@ export function streamResponse(
   body: ReadableStream<Uint8Array>,
   format: StreamFormat,
   isFinalLine: (line: string) => boolean,
+  /** Starts a metrics observer; called only here, once the stream really starts. */
+  observe?: () => StreamObserver,
 ): Response {
   const stream = relayNdjson(body, {
     format,
@@ -19,6 +22,7 @@ export function streamResponse(
     idleSetting: 'MINATO_STREAM_IDLE_TIMEOUT',
     abortUpstream: call.abort,
     isFinalLine,
+    observer: observe?.(),
   });
   return new Response(stream, {
     status: 200,

@@ -25,7 +25,7 @@ describe('GET /openapi.json', () => {
     expect(doc.openapi).toBe('3.1.0');
     expect(doc.servers[0]!.url).toBe(h.url);
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ['/health', '/install/{model_name}', '/models_list', '/models_list/', '/ready', '/stream/vision/{model_name}', '/stream/{model_name}', '/vision/{model_name}', '/{model_name}'].sort(),
+      ['/health', '/install/{model_name}', '/metrics', '/models_list', '/models_list/', '/ready', '/stream/vision/{model_name}', '/stream/{model_name}', '/vision/{model_name}', '/{model_name}'].sort(),
     );
     const stream = doc.paths['/stream/{model_name}']!.get!;
     expect(Object.keys(stream.responses[200]!.content!)).toEqual(['application/x-ndjson', 'text/event-stream', 'text/plain']);

@@ -10,7 +10,7 @@ export function registerGenerateRoutes(app: AppRouter, deps: Deps) {
   app.openapi({ ...generateStream, middleware: [allowLongWait] }, async (c) => {
     const { model_name } = c.req.valid('param');
     const body = toGenerateRequest(model_name, c.req.valid('query'));
-    return answerStream(deps, body, c.req.raw.signal, negotiateStreamFormat(c.req.header('accept'))) as never;
+    return answerStream(deps, body, c.req.raw.signal, negotiateStreamFormat(c.req.header('accept')), c.var.observeStream) as never;
   });
 
   app.openapi({ ...generateSync, middleware: [allowLongWait] }, async (c) => {

@@ -35,7 +35,10 @@ export function registerInstallRoutes(app: AppRouter, deps: Deps) {
     }
     const body = call.response.body ?? (new Response('').body as ReadableStream<Uint8Array>);
     const format = progressFormat(c.req.header('accept'));
-    if (format) return streamResponse(deps, call, body, format, (line) => line.includes('"status":"success"')) as never;
+    if (format) {
+      const isFinal = (line: string) => line.includes('"status":"success"');
+      return streamResponse(deps, call, body, format, isFinal, c.var.observeStream) as never;
+    }
 
     let last: Record<string, unknown> | undefined;
     await consumeNdjson(deps, call, signal, `pull of '${model}'`, (line) => {

@@ -27,7 +27,7 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
   app.openapi({ ...visionStream, middleware: [allowLongWait] }, async (c) => {
     const { model_name } = c.req.valid('param');
     const body = await prepare(c, model_name, c.req.valid('query'));
-    return answerStream(deps, body, c.req.raw.signal, negotiateStreamFormat(c.req.header('accept'))) as never;
+    return answerStream(deps, body, c.req.raw.signal, negotiateStreamFormat(c.req.header('accept')), c.var.observeStream) as never;
   });
 
   app.openapi({ ...visionSync, middleware: [allowLongWait] }, async (c) => {

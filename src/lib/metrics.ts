@@ -1,0 +1,130 @@
+/**
+ * Prometheus metrics in the text exposition format (version 0.0.4), kept in plain maps: a few
+ * counters and histograms do not need a client library, and recording one costs a map lookup.
+ */
+
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+
+type Histogram = { buckets: number[]; sum: number; count: number };
+
+const escapeLabel = (value: string) => value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+const labels = (pairs: Record<string, string>) =>
+  `{${Object.entries(pairs)
+    .map(([key, value]) => `${key}="${escapeLabel(value)}"`)
+    .join(',')}}`;
+
+function observe(histograms: Map<string, Histogram>, key: string, seconds: number) {
+  let histogram = histograms.get(key);
+  if (!histogram) {
+    histogram = { buckets: DURATION_BUCKETS.map(() => 0), sum: 0, count: 0 };
+    histograms.set(key, histogram);
+  }
+  for (let i = 0; i < DURATION_BUCKETS.length; i++) if (seconds <= DURATION_BUCKETS[i]!) histogram.buckets[i]!++;
+  histogram.sum += seconds;
+  histogram.count++;
+}
+
+function renderHistogram(lines: string[], name: string, help: string, histograms: Map<string, Histogram>) {
+  lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
+  for (const [route, histogram] of histograms) {
+    DURATION_BUCKETS.forEach((bound, i) => lines.push(`${name}_bucket${labels({ route, le: String(bound) })} ${histogram.buckets[i]}`));
+    lines.push(`${name}_bucket${labels({ route, le: '+Inf' })} ${histogram.count}`);
+    lines.push(`${name}_sum${labels({ route })} ${histogram.sum}`, `${name}_count${labels({ route })} ${histogram.count}`);
+  }
+}
+
+/** What a streamed answer reports to the metrics as it goes; all calls are cheap. */
+export type StreamObserver = {
+  /** The first bytes were handed to the client. */
+  firstByte: () => void;
+  /** The stream ended: normally with its final line, or with an error kind. */
+  end: (finalLine: Uint8Array | undefined, errorKind?: string) => void;
+};
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics() {
+  const requests = new Map<string, number>();
+  const durations = new Map<string, Histogram>();
+  const firstBytes = new Map<string, Histogram>();
+  const upstreamErrors = new Map<string, number>();
+  const generations = new Map<string, { tokens: number; evalSeconds: number; lastRate: number }>();
+  let streamsInFlight = 0;
+  const decoder = new TextDecoder();
+
+  const countRequest = (route: string, method: string, status: number) => {
+    const key = `${route}\u0000${method}\u0000${status}`;
+    requests.set(key, (requests.get(key) ?? 0) + 1);
+  };
+
+  const generation = (model: string, evalCount: unknown, evalDurationNs: unknown) => {
+    if (typeof evalCount !== 'number' || typeof evalDurationNs !== 'number' || evalDurationNs <= 0) return;
+    const entry = generations.get(model) ?? { tokens: 0, evalSeconds: 0, lastRate: 0 };
+    entry.tokens += evalCount;
+    entry.evalSeconds += evalDurationNs / 1e9;
+    entry.lastRate = evalCount / (evalDurationNs / 1e9);
+    generations.set(model, entry);
+  };
+
+  return {
+    /** A request that ended when its response was returned (not streamed). */
+    request(route: string, method: string, status: number, seconds: number) {
+      countRequest(route, method, status);
+      observe(durations, route, seconds);
+      observe(firstBytes, route, seconds);
+    },
+
+    upstreamError(kind: string) {
+      upstreamErrors.set(kind, (upstreamErrors.get(kind) ?? 0) + 1);
+    },
+
+    generation,
+
+    /** Starts watching a streamed response; its duration and count are recorded when it ends. */
+    stream(route: string, method: string, startedAt: number): StreamObserver {
+      streamsInFlight++;
+      let ended = false;
+      return {
+        firstByte: () => observe(firstBytes, route, (performance.now() - startedAt) / 1000),
+        end: (finalLine, errorKind) => {
+          if (ended) return;
+          ended = true;
+          streamsInFlight--;
+          countRequest(route, method, 200);
+          observe(durations, route, (performance.now() - startedAt) / 1000);
+          if (errorKind) upstreamErrors.set(errorKind, (upstreamErrors.get(errorKind) ?? 0) + 1);
+          // Only the final line is ever decoded: the bytes that passed were not looked at.
+          if (finalLine && finalLine.length < 1_000_000) {
+            try {
+              const line = JSON.parse(decoder.decode(finalLine)) as { model?: unknown; done?: unknown; eval_count?: unknown; eval_duration?: unknown };
+              if (line.done === true && typeof line.model === 'string') generation(line.model, line.eval_count, line.eval_duration);
+            } catch {
+              // not a generation line (pull progress): nothing to record
+            }
+          }
+        },
+      };
+    },
+
+    render(): string {
+      const lines: string[] = [];
+      lines.push('# HELP minato_requests_total Requests answered, by route, method and status.', '# TYPE minato_requests_total counter');
+      for (const [key, count] of requests) {
+        const [route = '', method = '', status = ''] = key.split('\u0000');
+        lines.push(`minato_requests_total${labels({ route, method, status })} ${count}`);
+      }
+      renderHistogram(lines, 'minato_request_duration_seconds', 'Time from request to the end of the response (streams: to their last byte).', durations);
+      renderHistogram(lines, 'minato_time_to_first_byte_seconds', 'Time from request to the first byte of the response body.', firstBytes);
+      lines.push('# HELP minato_streams_in_flight Streamed responses currently open.', '# TYPE minato_streams_in_flight gauge', `minato_streams_in_flight ${streamsInFlight}`);
+      lines.push('# HELP minato_upstream_errors_total Trouble with Ollama, by kind.', '# TYPE minato_upstream_errors_total counter');
+      for (const [kind, count] of upstreamErrors) lines.push(`minato_upstream_errors_total${labels({ kind })} ${count}`);
+      lines.push('# HELP minato_generated_tokens_total Tokens generated, from the eval_count of Ollama\'s final lines.', '# TYPE minato_generated_tokens_total counter');
+      for (const [model, entry] of generations) lines.push(`minato_generated_tokens_total${labels({ model })} ${entry.tokens}`);
+      lines.push('# HELP minato_generation_seconds_total Time Ollama spent generating them (eval_duration); tokens/s = rate of tokens / rate of this.', '# TYPE minato_generation_seconds_total counter');
+      for (const [model, entry] of generations) lines.push(`minato_generation_seconds_total${labels({ model })} ${entry.evalSeconds}`);
+      lines.push('# HELP minato_last_tokens_per_second Tokens per second of the last answer, per model.', '# TYPE minato_last_tokens_per_second gauge');
+      for (const [model, entry] of generations) lines.push(`minato_last_tokens_per_second${labels({ model })} ${entry.lastRate}`);
+      return `${lines.join('\n')}\n`;
+    },
+  };
+}
