@@ -1,0 +1,382 @@
+/**
+ * `bun run bench` — Minato against nginx (proxy_buffering off) and against Ollama called
+ * directly, all in front of the same fast Ollama stand-in (bench/fast-ollama.ts), on loopback,
+ * measured with wrk in one run, alternating targets round by round and taking medians.
+ * Prints a table and (except with --quick) writes bench/RESULTS.md with the machine's description.
+ *
+ *   bun run bench            # full run, about 4 minutes
+ *   bun run bench --quick    # smoke test for CI: checks the bench works, not its numbers
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import type { Subprocess } from 'bun';
+
+const QUICK = process.argv.includes('--quick');
+const ROOT = new URL('..', import.meta.url).pathname;
+const ROUNDS = QUICK ? 1 : 3;
+const SECONDS = QUICK ? 1 : 5;
+const SCALE = QUICK ? { streams: 200, lines: 30, rate: 10 } : { streams: 5000, lines: 200, rate: 10 };
+const IMAGE_BYTES = (QUICK ? 1 : 10) * 1024 * 1024;
+const TTFB_REQUESTS = QUICK ? 5 : 40;
+const work = mkdtempSync(`${tmpdir()}/minato-bench-`);
+const children: Subprocess[] = [];
+
+// ---------------------------------------------------------------- processes
+
+function sh(command: string[]): { ok: boolean; out: string } {
+  const result = Bun.spawnSync(command, { stdout: 'pipe', stderr: 'pipe' });
+  return { ok: result.exitCode === 0, out: result.stdout.toString() + result.stderr.toString() };
+}
+
+function ensureInstalled(binary: string, debianPackage: string): boolean {
+  if (sh(['which', binary]).ok) return true;
+  if (process.getuid?.() !== 0) return false;
+  console.log(`installing ${debianPackage} (Debian package) ...`);
+  sh(['apt-get', 'update', '-qq']);
+  return sh(['apt-get', 'install', '-y', '-qq', debianPackage]).ok && sh(['which', binary]).ok;
+}
+
+async function freePort(): Promise<number> {
+  const server = Bun.serve({ port: 0, fetch: () => new Response() });
+  const port = server.port as number;
+  await server.stop(true);
+  return port;
+}
+
+async function waitFor(url: string) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    if (await fetch(url).then((response) => response.status < 500, () => false)) return;
+    await Bun.sleep(100);
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+function start(command: string[], env: Record<string, string>): Subprocess {
+  const child = Bun.spawn(command, { cwd: ROOT, env: { ...process.env, ...env }, stdout: 'ignore', stderr: 'inherit' });
+  children.push(child);
+  return child;
+}
+
+async function startMinato(ollamaPort: number, env: Record<string, string> = {}) {
+  const port = await freePort();
+  const child = start(['bun', 'run', 'src/index.ts'], { PORT: String(port), OLLAMA_HOST: `127.0.0.1:${ollamaPort}`, ...env });
+  await waitFor(`http://127.0.0.1:${port}/health`);
+  return { port, child, url: `http://127.0.0.1:${port}` };
+}
+
+async function startNginx(ollamaPort: number) {
+  if (!ensureInstalled('nginx', 'nginx-light')) return undefined;
+  const port = await freePort();
+  const prefix = `${work}/nginx`;
+  sh(['mkdir', '-p', `${prefix}/logs`, `${prefix}/tmp`]);
+  // One worker, like Minato's one JS thread; buffering off, as people run it in front of Ollama.
+  writeFileSync(
+    `${prefix}/nginx.conf`,
+    `worker_processes 1;
+worker_rlimit_nofile 30000;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/logs/error.log crit;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path ${prefix}/tmp/body;
+  proxy_temp_path ${prefix}/tmp/proxy;
+  client_max_body_size 100m;
+  upstream ollama { server 127.0.0.1:${ollamaPort}; keepalive 1024; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://ollama;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host 127.0.0.1;
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_read_timeout 600s;
+    }
+  }
+}
+`,
+  );
+  const child = start(['nginx', '-p', prefix, '-c', `${prefix}/nginx.conf`, '-g', 'daemon off;'], {});
+  await waitFor(`http://127.0.0.1:${port}/api/version`);
+  return { port, child, url: `http://127.0.0.1:${port}` };
+}
+
+function processStats(pid: number) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return { rssMb: kib('VmRSS') / 1024, peakRssMb: kib('VmHWM') / 1024, cpuSeconds: (Number(stat[11]) + Number(stat[12])) / 100 };
+}
+
+// ---------------------------------------------------------------- wrk
+
+type WrkResult = { rps: number; p50: number; p99: number; requests: number; errors: number };
+
+const luaFiles = new Map<string, string>();
+function postScript(body: string): string {
+  let file = luaFiles.get(body);
+  if (!file) {
+    file = `${work}/post-${luaFiles.size}.lua`;
+    writeFileSync(file, `wrk.method = "POST"\nwrk.body = '${body}'\nwrk.headers["Content-Type"] = "application/json"\n`);
+    luaFiles.set(body, file);
+  }
+  return file;
+}
+
+const toMs = (value: string, unit: string) => Number(value) * ({ us: 0.001, ms: 1, s: 1000, m: 60_000 }[unit] ?? 1);
+
+async function wrk(target: Target, connections: number, seconds = SECONDS, extra: string[] = []): Promise<WrkResult> {
+  const args = ['wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '--timeout', '60s', ...extra];
+  if (target.body) args.push('-s', postScript(target.body));
+  for (const [name, value] of Object.entries(target.headers ?? {})) args.push('-H', `${name}: ${value}`);
+  args.push(target.url);
+  const child = Bun.spawn(args, { stdout: 'pipe', stderr: 'pipe' });
+  const out = await new Response(child.stdout).text();
+  await child.exited;
+  const latency = (percent: string) => {
+    const match = new RegExp(`^\\s+${percent}%\\s+([\\d.]+)(us|ms|s|m)`, 'm').exec(out);
+    return match ? toMs(match[1]!, match[2]!) : Number.NaN;
+  };
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN),
+    p50: latency('50'),
+    p99: latency('99'),
+    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
+    errors: non2xx + (socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0),
+  };
+}
+
+type Target = { name: string; url: string; body?: string; headers?: Record<string, string> };
+
+const median = (values: number[]) => {
+  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
+
+/** Runs each target once per round, in alternating order, and keeps the medians. */
+async function rounds(targets: Target[], run: (target: Target) => Promise<WrkResult>) {
+  const results = new Map<string, WrkResult[]>(targets.map((target) => [target.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? targets : [...targets].reverse();
+    for (const target of order) results.get(target.name)!.push(await run(target));
+  }
+  return new Map(
+    [...results].map(([name, list]) => [
+      name,
+      {
+        rps: median(list.map((r) => r.rps)),
+        p50: median(list.map((r) => r.p50)),
+        p99: median(list.map((r) => r.p99)),
+        requests: list.reduce((sum, r) => sum + r.requests, 0),
+        errors: list.reduce((sum, r) => sum + r.errors, 0),
+      },
+    ]),
+  );
+}
+
+// ---------------------------------------------------------------- report
+
+type Row = { workload: string; minato: string; nginx: string; direct: string; result: string; target: string; ok: boolean | undefined };
+const rows: Row[] = [];
+const fmt = (value: number, digits = 1) => (Number.isNaN(value) ? 'n/a' : value.toFixed(digits));
+function row(workload: string, minato: string, nginx: string, direct: string, result: string, target: string, ok: boolean | undefined) {
+  rows.push({ workload, minato, nginx, direct, result, target, ok });
+  console.log(`  ${workload}: ${result} (${target}) ${ok === undefined ? '' : ok ? 'ok' : 'MISSED'}`);
+}
+
+function table(): string {
+  const header = '| workload | Minato | nginx | direct | result | target | met |\n|---|---|---|---|---|---|---|';
+  const body = rows.map((r) => `| ${r.workload} | ${r.minato} | ${r.nginx} | ${r.direct} | ${r.result} | ${r.target} | ${r.ok === undefined ? '–' : r.ok ? 'yes' : '**no**'} |`);
+  return [header, ...body].join('\n');
+}
+
+// ---------------------------------------------------------------- workloads
+
+async function main() {
+  if (!ensureInstalled('wrk', 'wrk')) throw new Error('wrk is needed (apt-get install wrk)');
+  const ollamaPort = await freePort();
+  start(['bun', 'bench/fast-ollama.ts'], { PORT: String(ollamaPort) });
+  const direct = `http://127.0.0.1:${ollamaPort}`;
+  await waitFor(`${direct}/api/version`);
+  const minato = await startMinato(ollamaPort);
+  const minatoNoMetrics = await startMinato(ollamaPort, { MINATO_METRICS: 'false' });
+  const nginx = await startNginx(ollamaPort);
+  console.log(`bench: ${QUICK ? 'quick' : 'full'} run; wrk ${ROUNDS} round(s) of ${SECONDS} s; nginx ${nginx ? 'on' : 'not available'}`);
+
+  const generate = (model: string) => JSON.stringify({ model, prompt: 'hi', stream: true });
+  const threeWay = (model: string, minatoPath: string): Target[] => [
+    { name: 'minato', url: `${minato.url}${minatoPath}` },
+    ...(nginx ? [{ name: 'nginx', url: `${nginx.url}/api/generate`, body: generate(model) }] : []),
+    { name: 'direct', url: `${direct}/api/generate`, body: generate(model) },
+  ];
+
+  // 1. Streaming throughput: 100-line NDJSON answers, 32 connections.
+  const LINES = 100;
+  const stream = await rounds(threeWay(`bench-${LINES}x0`, `/stream/bench-${LINES}x0?message=hi`), (t) => wrk(t, 32));
+  const s = (name: string) => stream.get(name);
+  const nginxRatio = nginx ? s('minato')!.rps / s('nginx')!.rps : Number.NaN;
+  row(
+    '1. streaming, 100 lines, 32 conns (req/s; lines/s)',
+    `${fmt(s('minato')!.rps, 0)}; ${fmt(s('minato')!.rps * (LINES + 1), 0)}`,
+    nginx ? `${fmt(s('nginx')!.rps, 0)}; ${fmt(s('nginx')!.rps * (LINES + 1), 0)}` : 'n/a',
+    `${fmt(s('direct')!.rps, 0)}; ${fmt(s('direct')!.rps * (LINES + 1), 0)}`,
+    `Minato/nginx ${fmt(nginxRatio, 2)}×, errors ${s('minato')!.errors}`,
+    '≥ 1.0× nginx',
+    nginx ? nginxRatio >= 1.0 && s('minato')!.errors === 0 : undefined,
+  );
+
+  // 2. Added latency of a small sync call, at 1 and 32 connections.
+  for (const connections of [1, 32]) {
+    const sync = await rounds(threeWay('bench-1x0', '/bench-1x0?message=hi'), (t) => wrk(t, connections));
+    const m = sync.get('minato')!;
+    const d = sync.get('direct')!;
+    const n = sync.get('nginx');
+    const addedP50 = m.p50 - d.p50;
+    const addedP99 = m.p99 - d.p99;
+    row(
+      `2. small sync call, ${connections} conn (p50 / p99 ms)`,
+      `${fmt(m.p50, 2)} / ${fmt(m.p99, 2)}`,
+      n ? `${fmt(n.p50, 2)} / ${fmt(n.p99, 2)}` : 'n/a',
+      `${fmt(d.p50, 2)} / ${fmt(d.p99, 2)}`,
+      `added p50 ${fmt(addedP50, 2)} ms, p99 ${fmt(addedP99, 2)} ms${n ? ` (nginx adds ${fmt(n.p50 - d.p50, 2)} / ${fmt(n.p99 - d.p99, 2)})` : ''}`,
+      connections === 32 ? 'added p50 ≤ 1 ms, p99 ≤ 5 ms' : 'reported',
+      connections === 32 ? addedP50 <= 1 && addedP99 <= 5 && m.errors === 0 : undefined,
+    );
+  }
+
+  // 3. Added time to first byte on a stream at a realistic token rate (30 tokens/s).
+  const ttfb = async (target: Target) => {
+    const started = performance.now();
+    const response = await fetch(target.url, target.body ? { method: 'POST', body: target.body, headers: { 'Content-Type': 'application/json' } } : {});
+    const reader = response.body!.getReader();
+    await reader.read();
+    const elapsed = performance.now() - started;
+    await reader.cancel();
+    return elapsed;
+  };
+  const ttfbTargets = threeWay('bench-50x30', '/stream/bench-50x30?message=hi');
+  const ttfbTimes = new Map<string, number[]>(ttfbTargets.map((t) => [t.name, []]));
+  for (let i = 0; i < TTFB_REQUESTS; i++) for (const target of i % 2 ? ttfbTargets : [...ttfbTargets].reverse()) ttfbTimes.get(target.name)!.push(await ttfb(target));
+  const tm = median(ttfbTimes.get('minato')!);
+  const td = median(ttfbTimes.get('direct')!);
+  const tn = nginx ? median(ttfbTimes.get('nginx')!) : Number.NaN;
+  row('3. time to first byte at 30 tokens/s (median ms)', fmt(tm, 2), fmt(tn, 2), fmt(td, 2), `added ${fmt(tm - td, 2)} ms`, 'reported', undefined);
+
+  // 6. SSE and text modes against the NDJSON pipe, and 7. the cost of metrics.
+  const modes = await rounds(
+    [
+      { name: 'ndjson', url: `${minato.url}/stream/bench-${LINES}x0?message=hi` },
+      { name: 'sse', url: `${minato.url}/stream/bench-${LINES}x0?message=hi`, headers: { Accept: 'text/event-stream' } },
+      { name: 'text', url: `${minato.url}/stream/bench-${LINES}x0?message=hi`, headers: { Accept: 'text/plain' } },
+      { name: 'no-metrics', url: `${minatoNoMetrics.url}/stream/bench-${LINES}x0?message=hi` },
+    ],
+    (t) => wrk(t, 32),
+  );
+  const ndjson = modes.get('ndjson')!.rps;
+  for (const mode of ['sse', 'text'] as const) {
+    const ratio = modes.get(mode)!.rps / ndjson;
+    row(`6. ${mode.toUpperCase()} mode vs NDJSON pipe (req/s)`, `${fmt(modes.get(mode)!.rps, 0)} vs ${fmt(ndjson, 0)}`, '', '', `${fmt(ratio, 2)}×`, '≥ 0.8×', ratio >= 0.8 && modes.get(mode)!.errors === 0);
+  }
+  const metricsRatio = ndjson / modes.get('no-metrics')!.rps;
+  row('7. metrics on vs off (req/s)', `${fmt(ndjson, 0)} vs ${fmt(modes.get('no-metrics')!.rps, 0)}`, '', '', `${fmt(metricsRatio, 3)}×`, '≥ 0.95× (costs ≤ 5%)', metricsRatio >= 0.95);
+
+  // Idle RSS, 4. scale and 5. vision each on a fresh process, so that peaks are their own.
+  const fresh = await startMinato(ollamaPort);
+  await fetch(`${fresh.url}/stream/bench-2x0?message=hi`).then((r) => r.text());
+  await Bun.sleep(500);
+  const idle = processStats(fresh.child.pid).rssMb;
+  row('idle RSS (MB, after one request)', fmt(idle, 1), '', '', `${fmt(idle, 1)} MB`, '≤ 60 MB', idle <= 60);
+
+  // 4. Scale: thousands of concurrent slow streams.
+  const before = processStats(fresh.child.pid);
+  let peak = before.rssMb;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, processStats(fresh.child.pid).rssMb);
+  }, 200);
+  const scaleSeconds = SCALE.lines / SCALE.rate;
+  const started = performance.now();
+  const scale = await wrk(
+    { name: 'minato', url: `${fresh.url}/stream/bench-${SCALE.lines}x${SCALE.rate}?message=hi` },
+    SCALE.streams,
+    Math.ceil(scaleSeconds + 3),
+    ['--timeout', `${Math.ceil(scaleSeconds * 2)}s`],
+  );
+  clearInterval(sampler);
+  const after = processStats(fresh.child.pid);
+  const wall = (performance.now() - started) / 1000;
+  const cpu = ((after.cpuSeconds - before.cpuSeconds) / wall) * 100;
+  peak = Math.max(peak, after.peakRssMb);
+  row(
+    `4. ${SCALE.streams} concurrent streams, ${SCALE.rate} lines/s for ${scaleSeconds} s`,
+    `${scale.requests} done, ${scale.errors} errors`,
+    '',
+    '',
+    `peak RSS ${fmt(peak, 0)} MB, CPU ${fmt(cpu, 0)}% of a core`,
+    'all complete, no errors, peak RSS ≤ 200 MB',
+    scale.requests >= SCALE.streams && scale.errors === 0 && peak <= 200,
+  );
+
+  // 5. Vision: one large image, latency against sending it to Ollama directly, and peak RSS.
+  const visionMinato = await startMinato(ollamaPort);
+  await fetch(`${visionMinato.url}/health`);
+  const visionIdle = processStats(visionMinato.child.pid).rssMb;
+  const image = new Uint8Array(IMAGE_BYTES);
+  image.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  for (let i = 8; i < image.length; i++) image[i] = (i * 7919) & 0xff;
+  const base64 = Buffer.from(image).toString('base64');
+  const visionTimes = { minato: [] as number[], direct: [] as number[] };
+  for (let i = 0; i < (QUICK ? 1 : 3); i++) {
+    const form = new FormData();
+    form.append('images', new Blob([image]), 'big.png');
+    let t = performance.now();
+    const answer = await fetch(`${visionMinato.url}/vision/bench-5x0?message=hi`, { method: 'POST', body: form });
+    if (answer.status !== 200) throw new Error(`vision answered ${answer.status}: ${await answer.text()}`);
+    await answer.text();
+    visionTimes.minato.push(performance.now() - t);
+    t = performance.now();
+    await (await fetch(`${direct}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'bench-5x0', prompt: 'hi', images: [base64] }) })).text();
+    visionTimes.direct.push(performance.now() - t);
+  }
+  const visionPeak = processStats(visionMinato.child.pid).peakRssMb;
+  const imageMb = IMAGE_BYTES / 1024 / 1024;
+  const perImage = (visionPeak - visionIdle) / imageMb;
+  row(
+    `5. vision, one ${imageMb} MiB image (ms)`,
+    fmt(median(visionTimes.minato), 1),
+    '',
+    fmt(median(visionTimes.direct), 1),
+    `added ${fmt(median(visionTimes.minato) - median(visionTimes.direct), 1)} ms; peak RSS +${fmt(visionPeak - visionIdle, 1)} MB = ${fmt(perImage, 2)}× the image`,
+    'peak RSS ≤ 3× the image',
+    perImage <= 3,
+  );
+
+  const machine = [
+    `- CPU: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} cores; memory ${(totalmem() / 1024 ** 3).toFixed(1)} GiB`,
+    `- ${sh(['uname', '-sr']).out.trim()}; Bun ${Bun.version}; ${sh(['wrk', '-v']).out.split('\n')[0]?.trim()}; ${nginx ? sh(['nginx', '-v']).out.trim() : 'nginx not installed'}`,
+    `- Everything on loopback on this one machine: the Ollama stand-in, Minato, nginx (1 worker) and wrk (1 thread).`,
+  ].join('\n');
+  console.log(`\n${table()}\n`);
+  if (!QUICK) {
+    writeFileSync(
+      `${ROOT}bench/RESULTS.md`,
+      `# Benchmark results\n\nWritten by \`bun run bench\` on ${new Date().toISOString()}.\n\n${machine}\n- ${ROUNDS} rounds of ${SECONDS} s per workload and target, alternating; medians.\n\n${table()}\n`,
+    );
+    console.log('wrote bench/RESULTS.md');
+  }
+  const missed = rows.filter((r) => r.ok === false).length;
+  console.log(`bench: ${rows.length} measurements, ${missed} target(s) missed`);
+}
+
+try {
+  await main();
+} finally {
+  for (const child of children) child.kill();
+  await Promise.all(children.map((child) => child.exited));
+  rmSync(work, { recursive: true, force: true });
+}
