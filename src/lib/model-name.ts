@@ -37,28 +37,26 @@ export const RESERVED_FIRST_SEGMENTS = new Set([
   'favicon.ico',
 ]);
 
-/** Route prefixes after which the rest of the path is one model name (slashes included). */
-const MODEL_PREFIXES = [['stream', 'vision'], ['stream'], ['vision'], ['install']] as const;
+/** Route prefixes after which the rest of the path is one model name (slashes included); longest first. */
+const MODEL_PREFIXES = ['/stream/vision/', '/stream/', '/vision/', '/install/'];
 
 /**
  * Hono routes on segments, so a model name with slashes would never match `/{model_name}`.
  * This rewrites the path Hono routes on (not the request) so that everything after a model
  * route's prefix becomes a single percent-encoded segment; the router then decodes it back
- * into `model_name` (Hono's getPath keeps `%2F` and `%25` encoded, so joining segments with
+ * into `model_name` (Hono's getPath keeps `%2F` and `%25` encoded, so replacing `/` with
  * `%2F` is exact). Raw (`/stream/hf.co/user/repo:Q4_K_M`) and encoded
- * (`/stream/hf.co%2Fuser%2Frepo:Q4_K_M`) forms end up identical.
+ * (`/stream/hf.co%2Fuser%2Frepo:Q4_K_M`) forms end up identical. It runs on every request,
+ * so it sticks to string scans.
  */
 export function routingPath(path: string): string {
-  const segments = path.split('/').slice(1);
-  const first = segments[0] ?? '';
-  if (segments.length < 2 && !RESERVED_FIRST_SEGMENTS.has(first)) return path;
+  const secondSlash = path.indexOf('/', 1);
+  if (secondSlash === -1) return path;
   for (const prefix of MODEL_PREFIXES) {
-    if (segments.length > prefix.length && prefix.every((part, index) => segments[index] === part)) {
-      const rest = segments.slice(prefix.length);
-      if (rest.length === 1) return path;
-      return `/${prefix.join('/')}/${rest.join('%2F')}`;
+    if (path.startsWith(prefix)) {
+      return path.indexOf('/', prefix.length) === -1 ? path : prefix + path.slice(prefix.length).replaceAll('/', '%2F');
     }
   }
-  if (RESERVED_FIRST_SEGMENTS.has(first)) return path;
-  return `/${segments.join('%2F')}`;
+  if (RESERVED_FIRST_SEGMENTS.has(path.slice(1, secondSlash))) return path;
+  return `/${path.slice(1).replaceAll('/', '%2F')}`;
 }

@@ -152,22 +152,36 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
     controller.enqueue(bytes);
   };
 
-  const readWithDeadline = () =>
-    new Promise<ReadResult>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new IdleTimeout()), idleTimeoutMs);
-      reader.read().then(
-        (result) => {
-          clearTimeout(timer);
-          resolve(result as ReadResult);
-        },
-        (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      );
-    });
+  // One lazily re-armed timer per stream rather than one per read: a read only notes the time.
+  // Silence counts only while Minato waits on Ollama, not while a slow client is still reading.
+  let waitingSince = 0;
+  let idleExpired = false;
+  let watchdog: ReturnType<typeof setTimeout> | undefined;
+  const check = () => {
+    const silent = waitingSince === 0 ? 0 : performance.now() - waitingSince;
+    if (silent >= idleTimeoutMs) {
+      idleExpired = true;
+      reader.cancel(new IdleTimeout()).catch(() => {});
+    } else {
+      watchdog = setTimeout(check, idleTimeoutMs - silent);
+    }
+  };
+  watchdog = setTimeout(check, idleTimeoutMs);
+  const stopWatchdog = () => clearTimeout(watchdog);
+
+  const read = async (): Promise<ReadResult> => {
+    waitingSince = performance.now();
+    try {
+      const result = (await reader.read()) as ReadResult;
+      if (idleExpired) throw new IdleTimeout();
+      return result;
+    } finally {
+      waitingSince = 0;
+    }
+  };
 
   const fail = (controller: ReadableStreamDefaultController<Uint8Array>, message: string, kind: string) => {
+    stopWatchdog();
     abortUpstream(new Error(message));
     reader.cancel().catch(() => {});
     observer?.end(undefined, kind);
@@ -185,7 +199,7 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
         for (;;) {
           let result: ReadResult;
           try {
-            result = await readWithDeadline();
+            result = await read();
           } catch (error) {
             if (error instanceof IdleTimeout) {
               fail(controller, `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the generation was stopped.`, 'stream_idle_timeout');
@@ -199,6 +213,7 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
             if (partial?.length || !(isFinalLine(last) || isErrorLine(last))) {
               fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
             } else {
+              stopWatchdog();
               observer?.end(lastLine, isErrorLine(last) ? 'stream_error_line' : undefined);
               controller.close();
             }
@@ -230,6 +245,7 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
         }
       },
       cancel(reason) {
+        stopWatchdog();
         observer?.end(undefined);
         abortUpstream(reason);
         return reader.cancel(reason).catch(() => {});
