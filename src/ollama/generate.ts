@@ -33,13 +33,7 @@ const isSingleObject = (response: Response) => (response.headers.get('content-ty
  */
 export async function answerSync(deps: Deps, body: GenerateBody, signal: AbortSignal): Promise<Record<string, unknown>> {
   const call = await startGeneration(deps, body, signal);
-  if (isSingleObject(call.response)) {
-    try {
-      return (await call.response.json()) as Record<string, unknown>;
-    } finally {
-      call.abort();
-    }
-  }
+  if (isSingleObject(call.response)) return (await call.response.json()) as Record<string, unknown>;
   let text = '';
   let thinking = '';
   let final: Record<string, unknown> | undefined;

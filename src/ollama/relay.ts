@@ -43,6 +43,7 @@ export async function consumeNdjson(
   onLine: (line: Record<string, unknown>) => void,
 ): Promise<void> {
   const idleMs = config.streamIdleTimeoutMs;
+  let finished = false;
   try {
     if (!call.response.body) throw new ApiError(502, 'Ollama answered with an empty body.', 'upstream_error');
     const lines = readNdjson(call.response.body, idleMs, () => {
@@ -53,11 +54,14 @@ export async function consumeNdjson(
       );
     });
     for await (const line of lines) onLine(line);
+    finished = true;
   } catch (error) {
     if (signal.aborted) throw new ClientGoneError();
     if (error instanceof ApiError) throw error;
     throw new ApiError(502, `Lost the connection to Ollama during the ${activity} (${networkErrorText(error)}). Retry the request.`, 'upstream_error');
   } finally {
-    call.abort();
+    // Only an unfinished read has anything to stop: aborting a finished fetch still builds an
+    // AbortError, which profiling showed costing a tenth of a small request.
+    if (!finished) call.abort();
   }
 }

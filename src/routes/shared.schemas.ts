@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN } from '../lib/model-name';
+import { isValidModelName, MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN } from '../lib/model-name';
 
 /** `{"detail": "..."}`: FastAPI's error shape, which the original service's clients parse. */
 export const ErrorSchema = z
@@ -47,7 +47,7 @@ export const ModelNameParams = z.object({
     .string()
     .max(MODEL_NAME_MAX_LENGTH)
     .regex(new RegExp(MODEL_NAME_PATTERN), 'not a model name Ollama accepts ([host/][namespace/]model[:tag])')
-    .refine((name) => !name.split('/').some((part) => /^\.+$/.test(part)), 'not a model name Ollama accepts')
+    .refine(isValidModelName, 'not a model name Ollama accepts')
     .openapi({
       param: { name: 'model_name', in: 'path' },
       description:
