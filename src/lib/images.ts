@@ -1,5 +1,6 @@
 import type { Config } from '../config';
 import { ApiError } from './errors';
+import { MultipartError, type Part, readMultipart } from './multipart';
 
 export type ImageKind = 'png' | 'jpeg' | 'gif' | 'webp' | 'bmp';
 
@@ -48,38 +49,6 @@ const tooManyImages = (count: number | string, config: Config) =>
   new ApiError(413, `At most ${config.maxImages} images per request (MINATO_MAX_IMAGES); got ${count}.`, 'too_many_images');
 
 /**
- * Watches a multipart body go by and refuses it (413) the moment one part outgrows an image's
- * limit or the parts outnumber the images allowed, so an oversized image is never held whole.
- * It only counts the bytes between boundary delimiters; parsing is left to `Response.formData()`.
- */
-export function multipartGuard(boundary: string, config: Config): (chunk: Uint8Array) => void {
-  const delimiter = Buffer.from(`\r\n--${boundary}`);
-  const maxPart = config.maxImageBytes + PART_OVERHEAD;
-  // The first delimiter has no CRLF before it: start as if one had just been seen.
-  let carry: Buffer = Buffer.from('\r\n');
-  let delimiters = 0;
-  let partBytes = 0;
-  return (chunk) => {
-    const data = Buffer.concat([carry, chunk]);
-    let from = 0;
-    for (let at = data.indexOf(delimiter, from); at !== -1; at = data.indexOf(delimiter, from)) {
-      partBytes += at - from;
-      if (delimiters > 0 && partBytes > maxPart) throw imageTooLarge(undefined, config);
-      delimiters++;
-      // Delimiters after the first open parts; the last one closes the body.
-      if (delimiters - 1 > config.maxImages + EXTRA_PARTS) throw tooManyImages(`more than ${config.maxImages}`, config);
-      partBytes = 0;
-      from = at + delimiter.length;
-    }
-    // The tail might be the start of a delimiter: keep it for the next chunk.
-    const keep = Math.min(delimiter.length - 1, data.length - from);
-    partBytes += data.length - from - keep;
-    if (delimiters > 0 && partBytes > maxPart) throw imageTooLarge(undefined, config);
-    carry = data.subarray(data.length - keep);
-  };
-}
-
-/**
  * Reads a request body, giving up with 413 as soon as it passes `limit` bytes (or `inspect`
  * throws): an oversized upload is refused on its Content-Length, or mid-way for a chunked one,
  * never held whole.
@@ -118,84 +87,214 @@ export async function readBodyLimited(request: Request, limit: number, inspect?:
 const invalid = (loc: (string | number)[], msg: string, type = 'value_error') =>
   new ApiError(422, msg, 'validation_error', {}, [{ loc, msg, type }]);
 
+const unsupported = (index: number) =>
+  new ApiError(
+    415,
+    `images[${index}] is not a PNG, JPEG, GIF, WebP or BMP image (checked from its bytes, not its declared type).`,
+    'unsupported_image',
+  );
+
+/**
+ * An image on its way to Ollama: raw bytes as the chunks they arrived in (multipart), or a
+ * base64 string already in the standard alphabet Ollama requires (JSON). Neither is copied into
+ * one piece: `imagesJsonBody` encodes them into the upstream request as it is sent.
+ */
+export type ImageSource = { chunks: Uint8Array[]; size: number } | { base64: string };
+
 const BASE64 = /^[A-Za-z0-9+/\-_]*={0,2}$/;
 const DATA_URL = /^data:([^,;]*)(;[^,]*)?;base64,/i;
 
 /** Accepts standard or URL-safe base64, with or without a `data:` URL prefix (Ollama rejects the prefix). */
-function decodeBase64Image(value: string, index: number, config: Config): Uint8Array {
+function base64Image(value: string, index: number, config: Config): ImageSource {
   const loc = ['body', 'images', index];
-  let text = value.replace(DATA_URL, '').replace(/\s+/g, '');
+  let text = value.startsWith('data:') ? value.replace(DATA_URL, '') : value;
   if (value.startsWith('data:') && text.length + 5 >= value.length) {
     throw invalid(loc, 'A data: URL image must be base64 (data:image/png;base64,...)');
   }
+  if (/\s/.test(text)) text = text.replace(/\s+/g, '');
   if (text === '' || !BASE64.test(text)) throw invalid(loc, 'Input should be base64-encoded image bytes or a data: URL');
   if (Math.floor((text.length * 3) / 4) > config.maxImageBytes + 3) throw imageTooLarge(index, config);
-  text = text.replace(/=+$/, '');
-  return Buffer.from(text, 'base64');
+  if (/[-_]/.test(text)) text = text.replaceAll('-', '+').replaceAll('_', '/');
+  const unpadded = text.replace(/=+$/, '');
+  if (Math.floor((unpadded.length * 3) / 4) > config.maxImageBytes) throw imageTooLarge(index, config);
+  if (!sniffImage(Buffer.from(unpadded.slice(0, 64), 'base64'))) throw unsupported(index);
+  // Re-pad, so that what Ollama's Go decoder gets is canonical standard base64.
+  return { base64: unpadded + '='.repeat((4 - (unpadded.length % 4)) % 4) };
 }
 
-/** Checks one image's size and type and returns it as standard base64, the form Ollama takes. */
-function checkImage(bytes: Uint8Array, index: number, config: Config): string {
-  if (bytes.length > config.maxImageBytes) throw imageTooLarge(index, config);
-  if (!sniffImage(bytes)) {
-    throw new ApiError(
-      415,
-      `images[${index}] is not a PNG, JPEG, GIF, WebP or BMP image (checked from its bytes, not its declared type).`,
-      'unsupported_image',
-    );
+/** The images of a JSON body: `{"images": ["<base64 or data: URL>", ...]}`. */
+async function readJsonImages(request: Request, config: Config): Promise<ImageSource[]> {
+  const bytes = await readBodyLimited(request, maxJsonBodyBytes(config));
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (error) {
+    throw new ApiError(400, `The JSON body could not be parsed: ${(error as Error).message}`, 'malformed_body');
   }
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64');
+  const images = (parsed as { images?: unknown } | null)?.images;
+  if (images === undefined) return [];
+  if (!Array.isArray(images) || images.some((image) => typeof image !== 'string')) {
+    throw invalid(['body', 'images'], 'Input should be a list of base64 strings', 'list_type');
+  }
+  if (images.length > config.maxImages) throw tooManyImages(images.length, config);
+  return images.map((image, index) => base64Image(image as string, index, config));
+}
+
+/**
+ * The images of a multipart body: the parts named `images`, files (as the original took them)
+ * or base64 text fields. Each part is checked while it arrives: its size against
+ * MINATO_MAX_IMAGE_BYTES, the number of parts, and its first bytes against the image types.
+ */
+async function readMultipartImages(request: Request, contentType: string, config: Config): Promise<ImageSource[]> {
+  const boundary = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
+  if (!boundary) throw new ApiError(400, 'The multipart/form-data Content-Type has no boundary.', 'malformed_body');
+  const limit = maxMultipartBodyBytes(config);
+  const declared = Number(request.headers.get('content-length') ?? Number.NaN);
+  if (declared > limit) throw tooLarge(limit);
+  if (!request.body) throw invalid(['body', 'images'], 'Field required: at least one image', 'missing');
+  let total = 0;
+  let images = 0;
+  let parts: Part[];
+  try {
+    parts = await readMultipart(request.body, boundary[1] ?? boundary[2]!, {
+      onPart: (count) => {
+        if (count > config.maxImages + EXTRA_PARTS) throw tooManyImages(`more than ${config.maxImages}`, config);
+      },
+      onPartData: (part) => {
+        total += part.chunks.at(-1)?.length ?? 0;
+        if (total > limit) throw tooLarge(limit);
+        if (part.name !== 'images') return;
+        if (part.chunks.length === 1) {
+          images++;
+          if (images > config.maxImages) throw tooManyImages(`more than ${config.maxImages}`, config);
+        }
+        // A text field holds base64, a third larger than the bytes it stands for.
+        const allowed = part.filename === undefined && part.contentType === undefined ? base64Length(config.maxImageBytes) + 256 : config.maxImageBytes;
+        if (part.size > allowed) throw imageTooLarge(images - 1, config);
+      },
+    });
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
+    if (error instanceof MultipartError) throw new ApiError(400, `The multipart/form-data body is malformed: ${error.message}.`, 'malformed_body');
+    // Bun itself stops a body at Bun.serve's maxRequestBodySize (set just above our limits).
+    if (String(error).includes('maxRequestBodySize')) throw tooLarge(limit);
+    throw new ApiError(400, 'The request body could not be read to the end (the upload was interrupted).', 'malformed_body');
+  }
+  return parts
+    .filter((part) => part.name === 'images')
+    .map((part, index) => {
+      if (part.filename === undefined && part.contentType === undefined) return base64Image(Buffer.concat(part.chunks).toString('latin1'), index, config);
+      if (part.size === 0) throw invalid(['body', 'images', index], 'The file is empty');
+      const head = part.chunks.length === 1 || (part.chunks[0]?.length ?? 0) >= 32 ? part.chunks[0]! : Buffer.concat(part.chunks).subarray(0, 32);
+      if (!sniffImage(head)) throw unsupported(index);
+      return { chunks: part.chunks, size: part.size };
+    });
 }
 
 /**
  * The images of a vision request, as `multipart/form-data` files in the field `images` (as the
  * original took them) or as JSON `{"images": ["<base64 or data: URL>", ...]}`. Nothing touches
- * the disk.
+ * the disk, and a multipart image is held once, as it arrived.
  */
-export async function readImages(request: Request, config: Config): Promise<string[]> {
+export async function readImages(request: Request, config: Config): Promise<ImageSource[]> {
   // The multipart boundary is case-sensitive: compare a lower-cased copy, parse with the original.
   const contentType = request.headers.get('content-type') ?? '';
   const mediaType = contentType.toLowerCase();
-  const isMultipart = mediaType.startsWith('multipart/form-data');
-  const isJson = mediaType.startsWith('application/json');
-  if (!isMultipart && !isJson) {
+  let images: ImageSource[];
+  if (mediaType.startsWith('multipart/form-data')) images = await readMultipartImages(request, contentType, config);
+  else if (mediaType.startsWith('application/json')) images = await readJsonImages(request, config);
+  else {
     throw new ApiError(
       415,
       'Send images as multipart/form-data (files in the field "images") or as application/json {"images": ["<base64>"]}.',
       'unsupported_media_type',
     );
   }
-  let values: (string | Uint8Array)[];
-  if (isMultipart) {
-    const boundary = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
-    if (!boundary) throw new ApiError(400, 'The multipart/form-data Content-Type has no boundary.', 'malformed_body');
-    const bytes = await readBodyLimited(request, maxMultipartBodyBytes(config), multipartGuard(boundary[1] ?? boundary[2]!, config));
-    let form: Awaited<ReturnType<Response['formData']>>;
-    try {
-      form = await new Response(bytes, { headers: { 'content-type': contentType } }).formData();
-    } catch {
-      throw new ApiError(400, 'The multipart/form-data body could not be parsed.', 'malformed_body');
-    }
-    values = await Promise.all(
-      form.getAll('images').map(async (entry) => (typeof entry === 'string' ? entry : new Uint8Array(await entry.arrayBuffer()))),
-    );
-  } else {
-    const bytes = await readBodyLimited(request, maxJsonBodyBytes(config));
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(new TextDecoder().decode(bytes));
-    } catch (error) {
-      throw new ApiError(400, `The JSON body could not be parsed: ${(error as Error).message}`, 'malformed_body');
-    }
-    const images = (parsed as { images?: unknown } | null)?.images;
-    if (images === undefined) values = [];
-    else if (!Array.isArray(images) || images.some((image) => typeof image !== 'string')) {
-      throw invalid(['body', 'images'], 'Input should be a list of base64 strings', 'list_type');
-    } else values = images as string[];
+  if (images.length === 0) throw invalid(['body', 'images'], 'Field required: at least one image', 'missing');
+  return images;
+}
+
+const encoder = new TextEncoder();
+
+const BASE64_PIECE = 3 * 64 * 1024;
+const ALPHABET = new TextEncoder().encode('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/');
+const PAD = 0x3d;
+
+/**
+ * Standard base64 of `bytes`, written straight into bytes. Going through a string first (as
+ * `Buffer#toString('base64')` does) leaves a string and its encoded copy per piece for the
+ * garbage collector, which for a 10 MiB image was most of the request's peak memory.
+ */
+function base64Bytes(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil(bytes.length / 3) * 4);
+  const whole = bytes.length - (bytes.length % 3);
+  let o = 0;
+  for (let i = 0; i < whole; i += 3) {
+    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
+    out[o++] = ALPHABET[n >>> 18]!;
+    out[o++] = ALPHABET[(n >>> 12) & 63]!;
+    out[o++] = ALPHABET[(n >>> 6) & 63]!;
+    out[o++] = ALPHABET[n & 63]!;
   }
-  if (values.length === 0) throw invalid(['body', 'images'], 'Field required: at least one image', 'missing');
-  if (values.length > config.maxImages) throw tooManyImages(values.length, config);
-  return values.map((value, index) =>
-    checkImage(typeof value === 'string' ? decodeBase64Image(value, index, config) : value, index, config),
-  );
+  const rest = bytes.length - whole;
+  if (rest > 0) {
+    const n = (bytes[whole]! << 16) | (rest === 2 ? bytes[whole + 1]! << 8 : 0);
+    out[o++] = ALPHABET[n >>> 18]!;
+    out[o++] = ALPHABET[(n >>> 12) & 63]!;
+    out[o++] = rest === 2 ? ALPHABET[(n >>> 6) & 63]! : PAD;
+    out[o++] = PAD;
+  }
+  return out;
+}
+
+/** Standard base64 of bytes that arrive in chunks of any length, without joining them. */
+function* base64Pieces(chunks: Uint8Array[]): Generator<Uint8Array> {
+  let carry = new Uint8Array(0);
+  for (let i = 0; i < chunks.length; i++) {
+    let chunk = chunks[i]!;
+    chunks[i] = carry; // let the image's memory go as it is encoded
+    if (carry.length > 0) {
+      const fill = Math.min(3 - carry.length, chunk.length);
+      const group = new Uint8Array(carry.length + fill);
+      group.set(carry);
+      group.set(chunk.subarray(0, fill), carry.length);
+      chunk = chunk.subarray(fill);
+      if (group.length < 3) {
+        carry = group;
+        continue;
+      }
+      yield base64Bytes(group);
+    }
+    const usable = chunk.length - (chunk.length % 3);
+    // Bounded pieces (a multiple of 3 bytes), however large the chunk that came in.
+    for (let at = 0; at < usable; at += BASE64_PIECE) yield base64Bytes(chunk.subarray(at, Math.min(at + BASE64_PIECE, usable)));
+    carry = chunk.slice(usable);
+  }
+  if (carry.length > 0) yield base64Bytes(carry);
+}
+
+/**
+ * The JSON body of Ollama's `/api/generate` with the images written into it as it is sent,
+ * so that the base64 form of a large image never exists whole in memory.
+ */
+export function imagesJsonBody(body: Record<string, unknown>, images: ImageSource[]): ReadableStream<Uint8Array> {
+  const head = JSON.stringify({ ...body, images: undefined });
+  function* pieces(): Generator<string | Uint8Array> {
+    yield `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"images":[`;
+    for (const [index, image] of images.entries()) {
+      yield index === 0 ? '"' : ',"';
+      if ('base64' in image) yield image.base64;
+      else yield* base64Pieces(image.chunks);
+      yield '"';
+    }
+    yield ']}';
+  }
+  const iterator = pieces();
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const next = iterator.next();
+      if (next.done) controller.close();
+      else controller.enqueue(typeof next.value === 'string' ? encoder.encode(next.value) : next.value);
+    },
+  });
 }

@@ -79,10 +79,13 @@ export function createOllamaClient({ baseUrl, fetch = globalThis.fetch, probeAft
     try {
       // Only our own headers go upstream: never the client's Host, Origin, cookies or
       // Authorization, which Ollama answers with 403 (DNS-rebinding guard and CORS).
-      const init: RequestInit & { timeout?: boolean } = {
+      const streamed = body instanceof ReadableStream;
+      const init: RequestInit & { timeout?: boolean; duplex?: 'half' } = {
         method,
         headers: body === undefined ? {} : { 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        // A stream is a JSON body written as it is sent (large images); anything else is serialized here.
+        body: body === undefined ? undefined : streamed ? body : JSON.stringify(body),
+        ...(streamed && { duplex: 'half' as const }),
         signal: controller.signal,
         // Bun's fetch has its own 5-minute idle timeout; our deadlines replace it.
         timeout: false,

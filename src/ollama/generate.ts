@@ -1,4 +1,5 @@
 import { ApiError } from '../lib/errors';
+import { type ImageSource, imagesJsonBody } from '../lib/images';
 import type { StreamObserver } from '../lib/metrics';
 import type { StreamFormat } from '../lib/ndjson';
 import { type UpstreamCall, upstreamError } from './client';
@@ -6,15 +7,16 @@ import { consumeNdjson, type Deps, streamResponse } from './relay';
 
 export type { Deps } from './relay';
 
-type GenerateBody = { model: string; stream: boolean } & Record<string, unknown>;
+type GenerateBody = { model: string; stream: boolean; images?: ImageSource[] } & Record<string, unknown>;
 
 const isFinalGenerateLine = (line: string) => line.includes('"done":true');
 
 /** Starts a streamed `/api/generate` and turns any non-2xx answer into the client-facing error. */
 async function startGeneration({ config, ollama }: Deps, body: GenerateBody, signal: AbortSignal): Promise<UpstreamCall> {
+  const { images, ...rest } = body;
   const call = await ollama.call(
     '/api/generate',
-    { ...body, stream: true },
+    images?.length ? imagesJsonBody({ ...rest, stream: true }, images) : { ...rest, stream: true },
     { signal, firstByteTimeoutMs: config.firstByteTimeoutMs, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
   );
   if (!call.response.ok) throw await upstreamError(call.response, body.model);

@@ -1,51 +1,96 @@
 import { describe, expect, test } from 'bun:test';
-import { loadConfig } from '../../src/config';
-import { ApiError } from '../../src/lib/errors';
-import { multipartGuard, sniffImage } from '../../src/lib/images';
+import fc from 'fast-check';
+import { imagesJsonBody, sniffImage } from '../../src/lib/images';
+import { MultipartError, readMultipart } from '../../src/lib/multipart';
 import { TINY_PNG } from '../helpers';
 
-const config = loadConfig({ MINATO_MAX_IMAGE_BYTES: '1000', MINATO_MAX_IMAGES: '2' });
+/** A body delivered in chunks of the given size, as a slow or chunked upload would be. */
+function chunked(bytes: Uint8Array, size: number): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (at >= bytes.length) return controller.close();
+      controller.enqueue(bytes.slice(at, at + size));
+      at += size;
+    },
+  });
+}
 
-async function multipartBody(parts: Uint8Array[]) {
+async function encodeForm(fields: [string, Uint8Array | string, string?][]) {
   const form = new FormData();
-  for (const part of parts) form.append('images', new Blob([part as Uint8Array<ArrayBuffer>]), 'x.png');
+  for (const [name, value, filename] of fields) {
+    if (typeof value === 'string') form.append(name, value);
+    else form.append(name, new Blob([value as Uint8Array<ArrayBuffer>]), filename ?? 'file.bin');
+  }
   const request = new Request('http://x/', { method: 'POST', body: form });
   const boundary = /boundary=(.+)$/.exec(request.headers.get('content-type')!)![1]!;
   return { boundary, bytes: new Uint8Array(await request.arrayBuffer()) };
 }
 
-function feed(guard: (chunk: Uint8Array) => void, bytes: Uint8Array, chunkSize: number) {
-  for (let at = 0; at < bytes.length; at += chunkSize) guard(bytes.subarray(at, at + chunkSize));
-}
+const joined = (chunks: Uint8Array[]) => Buffer.concat(chunks);
 
-describe('multipartGuard', () => {
-  test('lets a body within the limits through, whatever the chunking (delimiters split across chunks)', async () => {
-    const { boundary, bytes } = await multipartBody([new Uint8Array(990), new Uint8Array(1000)]);
-    for (const size of [1, 3, 7, 64, 1000, bytes.length]) expect(() => feed(multipartGuard(boundary, config), bytes, size)).not.toThrow();
+describe('readMultipart', () => {
+  test('reads what Bun\'s FormData wrote, in any chunking: names, filenames, bytes', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.tuple(fc.constantFrom('images', 'other', 'ünï'), fc.oneof(fc.uint8Array({ maxLength: 3000 }), fc.string({ maxLength: 50 })), fc.constantFrom('a.png', 'b c.jpg', 'x')),
+          { minLength: 1, maxLength: 5 },
+        ),
+        fc.integer({ min: 1, max: 700 }),
+        async (fields, chunkSize) => {
+          const { boundary, bytes } = await encodeForm(fields);
+          const parts = await readMultipart(chunked(bytes, chunkSize), boundary);
+          expect(parts.length).toBe(fields.length);
+          parts.forEach((part, index) => {
+            const [name, value, filename] = fields[index]!;
+            expect(part.name).toBe(name);
+            if (typeof value === 'string') {
+              expect(part.filename).toBeUndefined();
+              expect(joined(part.chunks).toString('utf8')).toBe(value);
+            } else {
+              expect(part.filename).toBe(filename!);
+              expect(joined(part.chunks).equals(Buffer.from(value))).toBe(true);
+              expect(part.size).toBe(value.length);
+            }
+          });
+        },
+      ),
+      { numRuns: 150 },
+    );
   });
 
-  test('stops at the first part larger than an image may be', async () => {
-    const { boundary, bytes } = await multipartBody([new Uint8Array(100), new Uint8Array(40_000)]);
+  test('lets a hook stop an oversized part while it is still arriving', async () => {
+    const { boundary, bytes } = await encodeForm([['images', new Uint8Array(100)], ['images', new Uint8Array(200_000)]]);
     let read = 0;
-    const guard = multipartGuard(boundary, config);
-    const error = (() => {
-      try {
-        for (let at = 0; at < bytes.length; at += 512) {
-          guard(bytes.subarray(at, at + 512));
-          read = at + 512;
-        }
-      } catch (caught) {
-        return caught;
-      }
-    })();
-    expect(error).toBeInstanceOf(ApiError);
-    expect((error as ApiError).code).toBe('image_too_large');
-    expect(read).toBeLessThan(1000 + 16 * 1024 + 2048);
+    const body = chunked(bytes, 1024);
+    const counting = body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ transform: (chunk, controller) => { read += chunk.length; controller.enqueue(chunk); } }));
+    const error = await readMultipart(counting, boundary, {
+      onPartData: (part) => {
+        if (part.size > 10_000) throw new Error('too large');
+      },
+    }).catch((caught) => caught);
+    expect(String(error)).toContain('too large');
+    expect(read).toBeLessThan(20_000);
   });
 
-  test('stops when the parts outnumber the images allowed (plus a few other fields)', async () => {
-    const { boundary, bytes } = await multipartBody(Array.from({ length: 20 }, () => new Uint8Array(10)));
-    expect(() => feed(multipartGuard(boundary, config), bytes, 100)).toThrow(/MINATO_MAX_IMAGES/);
+  test('refuses a body without its closing boundary, or without any boundary', async () => {
+    const { boundary, bytes } = await encodeForm([['images', TINY_PNG]]);
+    expect(readMultipart(chunked(bytes.subarray(0, bytes.length - 10), 64), boundary)).rejects.toBeInstanceOf(MultipartError);
+    expect(readMultipart(chunked(new Uint8Array(20_000), 64), boundary)).rejects.toBeInstanceOf(MultipartError);
+  });
+});
+
+describe('imagesJsonBody', () => {
+  test('writes standard base64 of chunked bytes, identical to encoding them whole', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 50 }), { maxLength: 8 }), fc.base64String(), async (chunks, base64) => {
+        const whole = Buffer.concat(chunks).toString('base64');
+        const text = await new Response(imagesJsonBody({ model: 'm', prompt: 'p' }, [{ chunks: chunks.map((c) => c.slice()), size: 0 }, { base64 }])).text();
+        expect(JSON.parse(text)).toEqual({ model: 'm', prompt: 'p', images: [whole, base64] });
+      }),
+      { numRuns: 200 },
+    );
   });
 });
 

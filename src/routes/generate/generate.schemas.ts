@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import type { ImageSource } from '../../lib/images';
 
 // Query strings carry text; these turn it into real types with honest errors. No coercion of
 // '' to 0 or of 'yes' to true: a value that is not clearly of the type is a 422.
@@ -113,7 +114,7 @@ const OPTION_KEYS = [
 ] as const;
 
 /** The body of Ollama's `POST /api/generate`, holding only what the client actually set. */
-export function toGenerateRequest(model: string, query: GenerationQuery, images?: string[]) {
+export function toGenerateRequest(model: string, query: GenerationQuery, images?: ImageSource[]) {
   const options: Record<string, unknown> = {};
   for (const key of OPTION_KEYS) {
     if (query[key] !== undefined) options[key] = query[key];
