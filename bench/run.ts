@@ -207,11 +207,16 @@ async function main() {
   const minato = await startMinato(ollamaPort);
   const minatoNoMetrics = await startMinato(ollamaPort, { MINATO_METRICS: 'false' });
   const nginx = await startNginx(ollamaPort);
+  const barePort = await freePort();
+  start(['bun', 'bench/bare-proxy.ts'], { PORT: String(barePort), OLLAMA_PORT: String(ollamaPort) });
+  const bare = `http://127.0.0.1:${barePort}`;
+  await waitFor(`${bare}/health`);
   console.log(`bench: ${QUICK ? 'quick' : 'full'} run; wrk ${ROUNDS} round(s) of ${SECONDS} s; nginx ${nginx ? 'on' : 'not available'}`);
 
   const generate = (model: string) => JSON.stringify({ model, prompt: 'hi', stream: true });
-  const threeWay = (model: string, minatoPath: string): Target[] => [
+  const threeWay = (model: string, minatoPath: string, barePath = '/stream'): Target[] => [
     { name: 'minato', url: `${minato.url}${minatoPath}` },
+    { name: 'bare', url: `${bare}${barePath}?model=${model}` },
     ...(nginx ? [{ name: 'nginx', url: `${nginx.url}/api/generate`, body: generate(model) }] : []),
     { name: 'direct', url: `${direct}/api/generate`, body: generate(model) },
   ];
@@ -230,13 +235,23 @@ async function main() {
     '≥ 1.0× nginx',
     nginx ? nginxRatio >= 1.0 && s('minato')!.errors === 0 : undefined,
   );
+  row(
+    '1b. bare Bun pipe (fetch → Response(body), no features)',
+    `${fmt(s('bare')!.rps, 0)}`,
+    nginx ? fmt(s('nginx')!.rps, 0) : 'n/a',
+    fmt(s('direct')!.rps, 0),
+    `bare/nginx ${nginx ? fmt(s('bare')!.rps / s('nginx')!.rps, 2) : 'n/a'}×; Minato/bare ${fmt(s('minato')!.rps / s('bare')!.rps, 2)}×`,
+    'reported',
+    undefined,
+  );
 
   // 2. Added latency of a small sync call, at 1 and 32 connections.
   for (const connections of [1, 32]) {
-    const sync = await rounds(threeWay('bench-1x0', '/bench-1x0?message=hi'), (t) => wrk(t, connections));
+    const sync = await rounds(threeWay('bench-1x0', '/bench-1x0?message=hi', '/sync'), (t) => wrk(t, connections));
     const m = sync.get('minato')!;
     const d = sync.get('direct')!;
     const n = sync.get('nginx');
+    const b = sync.get('bare')!;
     const addedP50 = m.p50 - d.p50;
     const addedP99 = m.p99 - d.p99;
     row(
@@ -244,7 +259,7 @@ async function main() {
       `${fmt(m.p50, 2)} / ${fmt(m.p99, 2)}`,
       n ? `${fmt(n.p50, 2)} / ${fmt(n.p99, 2)}` : 'n/a',
       `${fmt(d.p50, 2)} / ${fmt(d.p99, 2)}`,
-      `added p50 ${fmt(addedP50, 2)} ms, p99 ${fmt(addedP99, 2)} ms${n ? ` (nginx adds ${fmt(n.p50 - d.p50, 2)} / ${fmt(n.p99 - d.p99, 2)})` : ''}`,
+      `added p50 ${fmt(addedP50, 2)} ms, p99 ${fmt(addedP99, 2)} ms${n ? ` (nginx adds ${fmt(n.p50 - d.p50, 2)} / ${fmt(n.p99 - d.p99, 2)}` : ' ('}; bare Bun adds ${fmt(b.p50 - d.p50, 2)} / ${fmt(b.p99 - d.p99, 2)})`,
       connections === 32 ? 'added p50 ≤ 1 ms, p99 ≤ 5 ms' : 'reported',
       connections === 32 ? addedP50 <= 1 && addedP99 <= 5 && m.errors === 0 : undefined,
     );
