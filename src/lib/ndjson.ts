@@ -142,7 +142,12 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
   const formatter = FORMATTERS[format];
   const reader = upstream.getReader();
   let partial: Uint8Array | undefined;
-  let lastLine: Uint8Array | undefined;
+  // The last complete line, kept as a chunk and an offset (not a subarray per chunk: thousands of
+  // streams each relaying lines allocate enough already).
+  let lastChunk: Uint8Array | undefined;
+  let lastLineStart = 0;
+  let lastLineEnd = 0;
+  const lastLine = () => lastChunk?.subarray(lastLineStart, lastLineEnd);
   let started = false;
   const send = (controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
     if (!started) {
@@ -169,17 +174,6 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
   watchdog = setTimeout(check, idleTimeoutMs);
   const stopWatchdog = () => clearTimeout(watchdog);
 
-  const read = async (): Promise<ReadResult> => {
-    waitingSince = performance.now();
-    try {
-      const result = (await reader.read()) as ReadResult;
-      if (idleExpired) throw new IdleTimeout();
-      return result;
-    } finally {
-      waitingSince = 0;
-    }
-  };
-
   const fail = (controller: ReadableStreamDefaultController<Uint8Array>, message: string, kind: string) => {
     stopWatchdog();
     abortUpstream(new Error(message));
@@ -198,8 +192,10 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
       async pull(controller) {
         for (;;) {
           let result: ReadResult;
+          waitingSince = performance.now();
           try {
-            result = await read();
+            result = (await reader.read()) as ReadResult;
+            if (idleExpired) throw new IdleTimeout();
           } catch (error) {
             if (error instanceof IdleTimeout) {
               fail(controller, `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the generation was stopped.`, 'stream_idle_timeout');
@@ -207,14 +203,17 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
               fail(controller, `Lost the connection to Ollama mid-stream (${networkErrorText(error)}); the answer is incomplete.`, 'stream_connection_lost');
             }
             return;
+          } finally {
+            waitingSince = 0;
           }
           if (result.done) {
-            const last = lastLine ? decoder.decode(lastLine) : '';
+            const finalLine = lastLine();
+            const last = finalLine ? decoder.decode(finalLine) : '';
             if (partial?.length || !(isFinalLine(last) || isErrorLine(last))) {
               fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
             } else {
               stopWatchdog();
-              observer?.end(lastLine, isErrorLine(last) ? 'stream_error_line' : undefined);
+              observer?.end(finalLine, isErrorLine(last) ? 'stream_error_line' : undefined);
               controller.close();
             }
             return;
@@ -229,9 +228,16 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
             partial = chunk;
             continue;
           }
+          const lines = end === chunk.length - 1 ? chunk : chunk.subarray(0, end + 1);
           if (end < chunk.length - 1) partial = chunk.slice(end + 1);
-          const lines = chunk.subarray(0, end + 1);
-          lastLine = lines.subarray(lines.lastIndexOf(NEWLINE, end - 1) + 1, end);
+          lastChunk = lines;
+          lastLineStart = lines.lastIndexOf(NEWLINE, end - 1) + 1;
+          lastLineEnd = end;
+          if (format === 'ndjson') {
+            // The default: Ollama's bytes, unchanged and without a formatter call.
+            send(controller, lines);
+            return;
+          }
           const { output, error } = formatter(lines);
           if (error !== undefined) {
             if (output?.length) send(controller, output);
