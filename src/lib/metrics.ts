@@ -13,13 +13,16 @@ const labels = (pairs: Record<string, string>) =>
     .map(([key, value]) => `${key}="${escapeLabel(value)}"`)
     .join(',')}}`;
 
+/** Counts per bucket, not cumulative: one increment per observation; `render` adds them up. */
 function observe(histograms: Map<string, Histogram>, key: string, seconds: number) {
   let histogram = histograms.get(key);
   if (!histogram) {
     histogram = { buckets: DURATION_BUCKETS.map(() => 0), sum: 0, count: 0 };
     histograms.set(key, histogram);
   }
-  for (let i = 0; i < DURATION_BUCKETS.length; i++) if (seconds <= DURATION_BUCKETS[i]!) histogram.buckets[i]!++;
+  let i = 0;
+  while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
+  if (i < DURATION_BUCKETS.length) histogram.buckets[i]!++;
   histogram.sum += seconds;
   histogram.count++;
 }
@@ -27,7 +30,11 @@ function observe(histograms: Map<string, Histogram>, key: string, seconds: numbe
 function renderHistogram(lines: string[], name: string, help: string, histograms: Map<string, Histogram>) {
   lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
   for (const [route, histogram] of histograms) {
-    DURATION_BUCKETS.forEach((bound, i) => lines.push(`${name}_bucket${labels({ route, le: String(bound) })} ${histogram.buckets[i]}`));
+    let cumulative = 0;
+    DURATION_BUCKETS.forEach((bound, i) => {
+      cumulative += histogram.buckets[i]!;
+      lines.push(`${name}_bucket${labels({ route, le: String(bound) })} ${cumulative}`);
+    });
     lines.push(`${name}_bucket${labels({ route, le: '+Inf' })} ${histogram.count}`);
     lines.push(`${name}_sum${labels({ route })} ${histogram.sum}`, `${name}_count${labels({ route })} ${histogram.count}`);
   }

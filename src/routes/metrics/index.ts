@@ -16,8 +16,15 @@ const STREAM_TYPES = /^(application\/x-ndjson|text\/event-stream|text\/plain)/;
  */
 export function routeLabel(c: Context<AppEnv>): string {
   const route = matchedRoutes(c)[c.req.routeIndex];
-  return route && route.method !== 'ALL' ? route.path.replace(/:([^/]+)/g, '{$1}') : 'unmatched';
+  if (!route || route.method === 'ALL') return 'unmatched';
+  let label = labelOf.get(route.path);
+  if (label === undefined) {
+    label = route.path.replace(/:([^/]+)/g, '{$1}');
+    labelOf.set(route.path, label);
+  }
+  return label;
 }
+const labelOf = new Map<string, string>();
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
