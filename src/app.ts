@@ -76,6 +76,13 @@ export function createApp({
       return c.json(errorBody(error), error.statusCode, error.headers);
     }
     if (error instanceof HTTPException) {
+      // zod-openapi's own content-type gate on the vision routes answers 415 before the handler runs.
+      if (error.status === 415) {
+        return c.json(
+          { detail: 'Send images as multipart/form-data (files in the field "images") or as application/json {"images": ["<base64>"]}.', code: 'unsupported_media_type' },
+          415,
+        );
+      }
       return c.json({ detail: error.message || 'Bad request', code: 'bad_request' }, error.status as 400);
     }
     console.error(JSON.stringify({ level: 'error', msg: 'unhandled error', path: c.req.path, error: String(error) }));

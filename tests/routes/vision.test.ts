@@ -166,7 +166,9 @@ describe('POST /vision/{model_name}', () => {
     for (const [body, headers, status] of cases) {
       const response = await post('/vision/llava?message=hi', body, headers);
       expect(response.status).toBe(status);
-      expect((await json(response)).detail).toBeDefined();
+      const error = await json(response);
+      expect(error.detail).toBeDefined();
+      if (status === 415) expect(error).toMatchObject({ code: 'unsupported_media_type', detail: expect.stringContaining('multipart/form-data') });
     }
   });
 
