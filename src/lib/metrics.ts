@@ -44,8 +44,8 @@ function renderHistogram(lines: string[], name: string, help: string, histograms
 export type StreamObserver = {
   /** The first bytes were handed to the client. */
   firstByte: () => void;
-  /** The stream ended: normally with its final line, or with an error kind. */
-  end: (finalLine: Uint8Array | undefined, errorKind?: string) => void;
+  /** The stream ended: normally with its final line's object, or with an error kind. */
+  end: (final: Record<string, unknown> | undefined, errorKind?: string) => void;
 };
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -57,7 +57,6 @@ export function createMetrics() {
   const upstreamErrors = new Map<string, number>();
   const generations = new Map<string, { tokens: number; evalSeconds: number; lastRate: number }>();
   let streamsInFlight = 0;
-  const decoder = new TextDecoder();
 
   const countRequest = (route: string, method: string, status: number) => {
     const key = `${route}\u0000${method}\u0000${status}`;
@@ -93,22 +92,15 @@ export function createMetrics() {
       let ended = false;
       return {
         firstByte: () => observe(firstBytes, route, (performance.now() - startedAt) / 1000),
-        end: (finalLine, errorKind) => {
+        end: (final, errorKind) => {
           if (ended) return;
           ended = true;
           streamsInFlight--;
           countRequest(route, method, 200);
           observe(durations, route, (performance.now() - startedAt) / 1000);
           if (errorKind) upstreamErrors.set(errorKind, (upstreamErrors.get(errorKind) ?? 0) + 1);
-          // Only the final line is ever decoded: the bytes that passed were not looked at.
-          if (finalLine && finalLine.length < 1_000_000) {
-            try {
-              const line = JSON.parse(decoder.decode(finalLine)) as { model?: unknown; done?: unknown; eval_count?: unknown; eval_duration?: unknown };
-              if (line.done === true && typeof line.model === 'string') generation(line.model, line.eval_count, line.eval_duration);
-            } catch {
-              // not a generation line (pull progress): nothing to record
-            }
-          }
+          // Only the final line is ever parsed (by the relay): the bytes that passed were not looked at.
+          if (final?.done === true && typeof final.model === 'string') generation(final.model, final.eval_count, final.eval_duration);
         },
       };
     },

@@ -52,8 +52,26 @@ const NEWLINE = 0x0a;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** True for Ollama's in-band error line, `{"error":"…"}` (Go's json.Marshal puts no spaces in it). */
-export const isErrorLine = (line: string) => line.startsWith('{"error"');
+/** True for Ollama's in-band error line, `{"error":"…"}` (spaces tolerated: not every server is Go's json.Marshal). */
+const ERROR_LINE = /^\s*\{\s*"error"\s*:/;
+export const isErrorLine = (line: string) => ERROR_LINE.test(line);
+
+/** A line's JSON object, or undefined when it is not one. */
+export function parseObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const value = JSON.parse(text) as unknown;
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The last line of a run of lines that is not blank. */
+function lastNonBlankLine(lines: Uint8Array | undefined): string {
+  if (!lines) return '';
+  const text = decoder.decode(lines).trimEnd();
+  return text.slice(text.lastIndexOf('\n') + 1);
+}
 
 /** What a formatter makes of a run of complete lines (each ending in `\n`). */
 type Formatted = { output?: Uint8Array; error?: string };
@@ -117,8 +135,8 @@ export type RelayOptions = {
   idleSetting: string;
   /** Aborts the upstream request, so that Ollama stops generating. */
   abortUpstream: (reason?: unknown) => void;
-  /** Whether the stream's last line is a proper end (a `done:true` line, a final status). */
-  isFinalLine: (line: string) => boolean;
+  /** Whether the stream's last object is a proper end (a `done: true` line, a final status). */
+  isFinalLine: (line: Record<string, unknown>) => boolean;
   /** Told of the first byte and of the end (with the final line, which it may read), when metrics are on. */
   observer?: StreamObserver;
 };
@@ -142,12 +160,9 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
   const formatter = FORMATTERS[format];
   const reader = upstream.getReader();
   let partial: Uint8Array | undefined;
-  // The last complete line, kept as a chunk and an offset (not a subarray per chunk: thousands of
-  // streams each relaying lines allocate enough already).
+  // The last run of complete lines, kept whole (no subarray per chunk: thousands of streams each
+  // relaying lines allocate enough already); its last line is only looked at when the stream ends.
   let lastChunk: Uint8Array | undefined;
-  let lastLineStart = 0;
-  let lastLineEnd = 0;
-  const lastLine = () => lastChunk?.subarray(lastLineStart, lastLineEnd);
   let started = false;
   const send = (controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
     if (!started) {
@@ -207,13 +222,31 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
             waitingSince = 0;
           }
           if (result.done) {
-            const finalLine = lastLine();
-            const last = finalLine ? decoder.decode(finalLine) : '';
-            if (partial?.length || !(isFinalLine(last) || isErrorLine(last))) {
+            if (partial?.length) {
+              // Ollama ends every line with \n; a last line without one still counts if it is whole JSON.
+              const text = decoder.decode(partial).trim();
+              partial = undefined;
+              if (text !== '') {
+                if (!parseObject(text)) {
+                  fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
+                  return;
+                }
+                lastChunk = encoder.encode(`${text}\n`);
+                const { output, error } = format === 'ndjson' ? { output: lastChunk } : formatter(lastChunk);
+                if (output?.length) send(controller, output);
+                if (error !== undefined) {
+                  fail(controller, error, 'stream_error_line');
+                  return;
+                }
+              }
+            }
+            const final = parseObject(lastNonBlankLine(lastChunk));
+            const failed = typeof final?.error === 'string';
+            if (!final || !(failed || isFinalLine(final))) {
               fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
             } else {
               stopWatchdog();
-              observer?.end(finalLine, isErrorLine(last) ? 'stream_error_line' : undefined);
+              observer?.end(final, failed ? 'stream_error_line' : undefined);
               controller.close();
             }
             return;
@@ -231,8 +264,6 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
           const lines = end === chunk.length - 1 ? chunk : chunk.subarray(0, end + 1);
           if (end < chunk.length - 1) partial = chunk.slice(end + 1);
           lastChunk = lines;
-          lastLineStart = lines.lastIndexOf(NEWLINE, end - 1) + 1;
-          lastLineEnd = end;
           if (format === 'ndjson') {
             // The default: Ollama's bytes, unchanged and without a formatter call.
             send(controller, lines);

@@ -9,7 +9,7 @@ export type { Deps } from './relay';
 
 type GenerateBody = { model: string; stream: boolean; images?: ImageSource[] } & Record<string, unknown>;
 
-const isFinalGenerateLine = (line: string) => line.includes('"done":true');
+const isFinalGenerateLine = (line: Record<string, unknown>) => line.done === true;
 
 /** Starts a streamed `/api/generate` and turns any non-2xx answer into the client-facing error. */
 async function startGeneration({ config, ollama }: Deps, body: GenerateBody, signal: AbortSignal): Promise<UpstreamCall> {
@@ -35,7 +35,7 @@ const isSingleObject = (response: Response) => (response.headers.get('content-ty
  */
 export async function answerSync(deps: Deps, body: GenerateBody, signal: AbortSignal): Promise<Record<string, unknown>> {
   const call = await startGeneration(deps, body, signal);
-  if (isSingleObject(call.response)) return (await call.response.json()) as Record<string, unknown>;
+  // Read as NDJSON whatever the Content-Type: the single object of a model load is one line too.
   let text = '';
   let thinking = '';
   let final: Record<string, unknown> | undefined;

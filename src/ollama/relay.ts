@@ -12,7 +12,7 @@ export function streamResponse(
   call: UpstreamCall,
   body: ReadableStream<Uint8Array>,
   format: StreamFormat,
-  isFinalLine: (line: string) => boolean,
+  isFinalLine: (line: Record<string, unknown>) => boolean,
   /** Starts a metrics observer; called only here, once the stream really starts. */
   observe?: () => StreamObserver,
 ): Response {

@@ -36,7 +36,7 @@ export function registerInstallRoutes(app: AppRouter, deps: Deps) {
     const body = call.response.body ?? (new Response('').body as ReadableStream<Uint8Array>);
     const format = progressFormat(c.req.header('accept'));
     if (format) {
-      const isFinal = (line: string) => line.includes('"status":"success"');
+      const isFinal = (line: Record<string, unknown>) => line.status === 'success';
       return streamResponse(deps, call, body, format, isFinal, c.var.observeStream) as never;
     }
 
