@@ -88,9 +88,8 @@ const errorMessageOf = (line: string) => {
   }
 };
 
-const FORMATTERS: Record<StreamFormat, Formatter> = {
-  // The default: Ollama's bytes, unchanged, as they arrive.
-  ndjson: (lines) => ({ output: lines }),
+// NDJSON, the default, has no formatter: Ollama's bytes go out unchanged, as they arrive.
+const FORMATTERS: Record<Exclude<StreamFormat, 'ndjson'>, Formatter> = {
   // One SSE event per Ollama line; Ollama's error line becomes `event: error`.
   sse: (lines) => {
     let out = '';
@@ -157,7 +156,7 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  */
 export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
   const { format, idleTimeoutMs, idleSetting, abortUpstream, isFinalLine, observer } = options;
-  const formatter = FORMATTERS[format];
+  const formatter: Formatter = format === 'ndjson' ? (lines) => ({ output: lines }) : FORMATTERS[format];
   const reader = upstream.getReader();
   let partial: Uint8Array | undefined;
   // The last run of complete lines, kept whole (no subarray per chunk: thousands of streams each
@@ -232,7 +231,7 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
                   return;
                 }
                 lastChunk = encoder.encode(`${text}\n`);
-                const { output, error } = format === 'ndjson' ? { output: lastChunk } : formatter(lastChunk);
+                const { output, error } = formatter(lastChunk);
                 if (output?.length) send(controller, output);
                 if (error !== undefined) {
                   fail(controller, error, 'stream_error_line');
@@ -265,7 +264,7 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
           if (end < chunk.length - 1) partial = chunk.slice(end + 1);
           lastChunk = lines;
           if (format === 'ndjson') {
-            // The default: Ollama's bytes, unchanged and without a formatter call.
+            // The hot path: no formatter call, no result object.
             send(controller, lines);
             return;
           }
