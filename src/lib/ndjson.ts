@@ -88,17 +88,30 @@ const errorMessageOf = (line: string) => {
   }
 };
 
-// NDJSON, the default, has no formatter: Ollama's bytes go out unchanged, as they arrive.
-const FORMATTERS: Record<Exclude<StreamFormat, 'ndjson'>, Formatter> = {
-  // One SSE event per Ollama line; Ollama's error line becomes `event: error`.
-  sse: (lines) => {
+/**
+ * One SSE event per Ollama line, numbered with `id:`; Ollama's error line becomes `event: error`.
+ * The ids matter: an EventSource reconnects by itself when a stream ends, sending the last id
+ * in `Last-Event-ID`, and Minato answers that with 204, which tells it to stop (see
+ * `isEventSourceReconnect`), rather than generating the whole answer again.
+ */
+function sseFormatter(): Formatter {
+  let id = 0;
+  return (lines) => {
     let out = '';
     for (const line of splitLines(lines)) {
       if (line === '') continue;
-      out += isErrorLine(line) ? `event: error\ndata: ${line}\n\n` : `data: ${line}\n\n`;
+      id++;
+      out += isErrorLine(line) ? `id: ${id}\nevent: error\ndata: ${line}\n\n` : `id: ${id}\ndata: ${line}\n\n`;
     }
     return { output: encoder.encode(out) };
-  },
+  };
+}
+
+/** An EventSource coming back after its stream ended (or broke): there is nothing to resume. */
+export const isEventSourceReconnect = (headers: { header(name: string): string | undefined }) => headers.header('last-event-id') !== undefined;
+
+// NDJSON, the default, has no formatter: Ollama's bytes go out unchanged, as they arrive.
+const FORMATTERS: Record<'text', Formatter> = {
   // Bare text deltas, as the original served them; an error cannot be said in-band here.
   text: (lines) => {
     let out = '';
@@ -120,7 +133,7 @@ const FORMATTERS: Record<Exclude<StreamFormat, 'ndjson'>, Formatter> = {
 /** Minato's own in-band error, in the client's format (text has none: the stream is aborted instead). */
 export function inBandError(format: StreamFormat, message: string): Uint8Array {
   const line = JSON.stringify({ error: message });
-  return encoder.encode(format === 'sse' ? `event: error\ndata: ${line}\n\n` : `${line}\n`);
+  return encoder.encode(format === 'sse' ? `id: error\nevent: error\ndata: ${line}\n\n` : `${line}\n`);
 }
 
 type ReadResult = { done: true; value?: undefined } | { done: false; value: Uint8Array };
@@ -156,7 +169,7 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  */
 export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
   const { format, idleTimeoutMs, idleSetting, abortUpstream, isFinalLine, observer } = options;
-  const formatter: Formatter = format === 'ndjson' ? (lines) => ({ output: lines }) : FORMATTERS[format];
+  const formatter: Formatter = format === 'ndjson' ? (lines) => ({ output: lines }) : format === 'sse' ? sseFormatter() : FORMATTERS[format];
   const reader = upstream.getReader();
   let partial: Uint8Array | undefined;
   // The last run of complete lines, kept whole (no subarray per chunk: thousands of streams each

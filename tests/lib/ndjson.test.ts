@@ -38,7 +38,7 @@ describe('relayNdjson', () => {
     const { text } = await relay('ndjson', '{"response": "a", "done": false}\n', '{"response": "", "done": true}');
     expect(text).toBe('{"response": "a", "done": false}\n{"response": "", "done": true}\n');
     const sse = await relay('sse', '{ "error" : "boom" }\n');
-    expect(sse.text).toBe('event: error\ndata: { "error" : "boom" }\n\n');
+    expect(sse.text).toBe('id: 1\nevent: error\ndata: { "error" : "boom" }\n\n');
   });
 
   test('a stream that ends without a final line ends with an error line, and the upstream is released', async () => {

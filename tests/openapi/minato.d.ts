@@ -983,6 +983,13 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+            /** @description An EventSource reconnecting (it sends `Last-Event-ID`) after its stream ended: there is nothing to resume, and 204 tells it to stop instead of generating the answer again. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Ollama rejected the request. */
             400: {
                 headers: {

@@ -264,8 +264,15 @@ describe('GET /stream/{model_name} — streaming', () => {
     expect(response.headers.get('content-type')).toStartWith('text/event-stream');
     const events = (await response.text()).split('\n\n').filter(Boolean);
     expect(events.length).toBe(6);
-    for (const event of events) expect(event).toStartWith('data: {');
-    expect(JSON.parse(events.at(-1)!.slice(6))).toMatchObject({ done: true });
+    events.forEach((event, index) => expect(event).toStartWith(`id: ${index + 1}\ndata: {`));
+    expect(JSON.parse(events.at(-1)!.split('data: ')[1]!)).toMatchObject({ done: true });
+  });
+
+  test('an EventSource coming back after the stream ended gets 204 (stop), not a second generation', async () => {
+    const before = h.ollama.requests.length;
+    const response = await get('/stream/llama3.2?message=hi', { headers: { Accept: 'text/event-stream', 'Last-Event-ID': '6' } });
+    expect(response.status).toBe(204);
+    expect(h.ollama.requests.length).toBe(before);
   });
 
   test('bare text deltas on Accept: text/plain, as the original streamed', async () => {

@@ -197,7 +197,7 @@ describe('POST /stream/vision/{model_name}', () => {
   test('negotiates SSE and plain text like the text routes', async () => {
     const sse = await post('/stream/vision/llava?message=hi', form(TINY_PNG), { Accept: 'text/event-stream' });
     expect(sse.headers.get('content-type')).toStartWith('text/event-stream');
-    expect((await sse.text()).startsWith('data: {')).toBe(true);
+    expect(await sse.text()).toStartWith('id: 1\ndata: {');
     const text = await post('/stream/vision/llava?message=hi', form(TINY_PNG), { Accept: 'text/plain' });
     expect(await text.text()).toBe('A cat.');
   });

@@ -31,6 +31,10 @@ export const generateStream = createRoute({
   request: { params: ModelNameParams, query: GenerationQuery },
   responses: {
     200: { content: streamContent, description: 'The answer, streamed.' },
+    204: {
+      description:
+        'An EventSource reconnecting (it sends `Last-Event-ID`) after its stream ended: there is nothing to resume, and 204 tells it to stop instead of generating the answer again.',
+    },
     400: jsonError('Ollama rejected the request.'),
     404: jsonError('The model is not installed; install it with `POST /install/{model_name}`.'),
     422: validationError,
