@@ -39,6 +39,21 @@ describe('unknown routes and wrong methods', () => {
   });
 });
 
+describe('HEAD', () => {
+  test('HEAD on a generation route is a 405 and starts nothing on Ollama', async () => {
+    const before = h.ollama.requests.length;
+    for (const path of ['/llama3.2?message=hi', '/stream/llama3.2?message=hi']) {
+      const response = await fetch(`${h.url}${path}`, { method: 'HEAD' });
+      expect(response.status).toBe(405);
+      expect(response.headers.get('allow')).toBe('GET');
+    }
+    expect(h.ollama.requests.length).toBe(before);
+  });
+  test('HEAD on the probes works as GET', async () => {
+    expect((await fetch(`${h.url}/health`, { method: 'HEAD' })).status).toBe(200);
+  });
+});
+
 describe('what reaches Ollama', () => {
   test("the client's Host, Origin, cookies, Authorization and hop-by-hop headers never do", async () => {
     const response = await fetch(`${h.url}/stream/llama3.2?message=hi`, {
