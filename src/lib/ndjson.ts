@@ -207,7 +207,10 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
     reader.cancel().catch(() => {});
     observer?.end(undefined, kind);
     if (format === 'text') {
-      controller.error(new Error(message));
+      // Plain text cannot say "error" in-band: abort the response so the client cannot take a
+      // broken answer for a whole one. No reason is given: Bun prints an Error reason's stack to
+      // stderr for every such stream, and the client only ever sees a reset connection.
+      controller.error();
     } else {
       send(controller, inBandError(format, message));
       controller.close();

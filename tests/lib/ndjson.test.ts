@@ -23,7 +23,7 @@ async function relay(format: StreamFormat, ...pieces: string[]) {
     },
     isFinalLine: (line) => line.done === true,
   });
-  const text = await new Response(stream).text().catch((error: Error) => `ABORTED: ${error.message}`);
+  const text = await new Response(stream).text().catch((error: unknown) => `ABORTED: ${String(error)}`);
   return { text, aborted };
 }
 
