@@ -13,7 +13,10 @@ import type { Subprocess } from 'bun';
 
 const QUICK = process.argv.includes('--quick');
 /** `--only=scale,vision` runs some workloads: stream, sync, ttfb, modes, scale (with idle RSS), vision. */
-const ONLY = process.argv.find((arg) => arg.startsWith('--only='))?.slice(7).split(',');
+const ONLY = process.argv
+  .find((arg) => arg.startsWith('--only='))
+  ?.slice(7)
+  .split(',');
 const wants = (workload: string) => !ONLY || ONLY.includes(workload);
 const LINES = 100;
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -49,7 +52,13 @@ async function freePort(): Promise<number> {
 
 async function waitFor(url: string) {
   for (let attempt = 0; attempt < 100; attempt++) {
-    if (await fetch(url).then((response) => response.status < 500, () => false)) return;
+    if (
+      await fetch(url).then(
+        (response) => response.status < 500,
+        () => false,
+      )
+    )
+      return;
     await Bun.sleep(100);
   }
   throw new Error(`${url} did not come up`);
@@ -220,7 +229,10 @@ function row(workload: string, minato: string, nginx: string, direct: string, re
 
 function table(): string {
   const header = '| workload | Minato | nginx | direct | result | target | met |\n|---|---|---|---|---|---|---|';
-  const body = rows.map((r) => `| ${r.workload} | ${r.minato} | ${r.nginx} | ${r.direct} | ${r.result} | ${r.target} | ${r.ok === undefined ? '–' : r.ok ? 'yes' : '**no**'} |`);
+  const body = rows.map(
+    (r) =>
+      `| ${r.workload} | ${r.minato} | ${r.nginx} | ${r.direct} | ${r.result} | ${r.target} | ${r.ok === undefined ? '–' : r.ok ? 'yes' : '**no**'} |`,
+  );
   return [header, ...body].join('\n');
 }
 
@@ -300,7 +312,10 @@ async function main() {
   if (wants('ttfb')) {
     const ttfb = async (target: Target) => {
       const started = performance.now();
-      const response = await fetch(target.url, target.body ? { method: 'POST', body: target.body, headers: { 'Content-Type': 'application/json' } } : {});
+      const response = await fetch(
+        target.url,
+        target.body ? { method: 'POST', body: target.body, headers: { 'Content-Type': 'application/json' } } : {},
+      );
       const reader = response.body!.getReader();
       await reader.read();
       const elapsed = performance.now() - started;
@@ -309,11 +324,20 @@ async function main() {
     };
     const ttfbTargets = threeWay('bench-50x30', '/stream/bench-50x30?message=hi');
     const ttfbTimes = new Map<string, number[]>(ttfbTargets.map((t) => [t.name, []]));
-    for (let i = 0; i < TTFB_REQUESTS; i++) for (const target of i % 2 ? ttfbTargets : [...ttfbTargets].reverse()) ttfbTimes.get(target.name)!.push(await ttfb(target));
+    for (let i = 0; i < TTFB_REQUESTS; i++)
+      for (const target of i % 2 ? ttfbTargets : [...ttfbTargets].reverse()) ttfbTimes.get(target.name)!.push(await ttfb(target));
     const tm = median(ttfbTimes.get('minato')!);
     const td = median(ttfbTimes.get('direct')!);
     const tn = nginx ? median(ttfbTimes.get('nginx')!) : Number.NaN;
-    row('3. time to first byte at 30 tokens/s (median ms)', fmt(tm, 2), fmt(tn, 2), fmt(td, 2), `added ${fmt(tm - td, 2)} ms`, 'reported', undefined);
+    row(
+      '3. time to first byte at 30 tokens/s (median ms)',
+      fmt(tm, 2),
+      fmt(tn, 2),
+      fmt(td, 2),
+      `added ${fmt(tm - td, 2)} ms`,
+      'reported',
+      undefined,
+    );
   }
 
   // 6. SSE and text modes against the NDJSON pipe, and 7. the cost of metrics.
@@ -330,10 +354,26 @@ async function main() {
     const ndjson = modes.get('ndjson')!.rps;
     for (const mode of ['sse', 'text'] as const) {
       const ratio = modes.get(mode)!.rps / ndjson;
-      row(`6. ${mode.toUpperCase()} mode vs NDJSON pipe (req/s)`, `${fmt(modes.get(mode)!.rps, 0)} vs ${fmt(ndjson, 0)}`, '', '', `${fmt(ratio, 2)}×`, '≥ 0.8×', ratio >= 0.8 && modes.get(mode)!.errors === 0);
+      row(
+        `6. ${mode.toUpperCase()} mode vs NDJSON pipe (req/s)`,
+        `${fmt(modes.get(mode)!.rps, 0)} vs ${fmt(ndjson, 0)}`,
+        '',
+        '',
+        `${fmt(ratio, 2)}×`,
+        '≥ 0.8×',
+        ratio >= 0.8 && modes.get(mode)!.errors === 0,
+      );
     }
     const metricsRatio = ndjson / modes.get('no-metrics')!.rps;
-    row('7. metrics on vs off (req/s)', `${fmt(ndjson, 0)} vs ${fmt(modes.get('no-metrics')!.rps, 0)}`, '', '', `${fmt(metricsRatio, 3)}×`, '≥ 0.95× (costs ≤ 5%)', metricsRatio >= 0.95);
+    row(
+      '7. metrics on vs off (req/s)',
+      `${fmt(ndjson, 0)} vs ${fmt(modes.get('no-metrics')!.rps, 0)}`,
+      '',
+      '',
+      `${fmt(metricsRatio, 3)}×`,
+      '≥ 0.95× (costs ≤ 5%)',
+      metricsRatio >= 0.95,
+    );
   }
 
   // Idle RSS, 4. scale and 5. vision each on a fresh process, so that peaks are their own.
@@ -364,8 +404,12 @@ async function main() {
     };
     const m = await scaleRun({ name: 'minato', url: `${fresh.url}/stream/${model}?message=hi` }, fresh.pid);
     const workerPid = nginx ? descendants(nginx.child.pid)[0] : undefined;
-    const n = nginx && workerPid ? await scaleRun({ name: 'nginx', url: `${nginx.url}/api/generate`, body: generate(model) }, workerPid) : undefined;
-    const describe = (r: typeof m) => `${r.requests} done, ${r.errors} errors, p50 ${fmt(r.p50 / 1000, 1)} s; peak RSS ${fmt(r.peak, 0)} MB, CPU ${fmt(r.cpu, 0)}%`;
+    const n =
+      nginx && workerPid
+        ? await scaleRun({ name: 'nginx', url: `${nginx.url}/api/generate`, body: generate(model) }, workerPid)
+        : undefined;
+    const describe = (r: typeof m) =>
+      `${r.requests} done, ${r.errors} errors, p50 ${fmt(r.p50 / 1000, 1)} s; peak RSS ${fmt(r.peak, 0)} MB, CPU ${fmt(r.cpu, 0)}%`;
     row(
       `4. ${SCALE.streams} concurrent streams, ${SCALE.rate} lines/s for ${scaleSeconds} s`,
       describe(m),
@@ -404,7 +448,12 @@ async function main() {
       visionTimes.minato.push(performance.now() - t);
       if (i === 0) firstPeak = processStats(visionMinato.pid).peakRssMb;
       t = performance.now();
-      await (await fetch(`${direct}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'bench-5x0', prompt: 'hi', images: [base64] }) })).text();
+      await (
+        await fetch(`${direct}/api/generate`, {
+          method: 'POST',
+          body: JSON.stringify({ model: 'bench-5x0', prompt: 'hi', images: [base64] }),
+        })
+      ).text();
       visionTimes.direct.push(performance.now() - t);
     }
     const laterPeak = processStats(visionMinato.pid).peakRssMb;

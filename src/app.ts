@@ -61,7 +61,10 @@ export function createApp({
       .map((route) => route.method);
     if (allowed.length > 0) {
       return c.json(
-        { detail: `Method ${c.req.method} is not allowed on ${c.req.path}; use ${[...new Set(allowed)].join(', ')}.`, code: 'method_not_allowed' },
+        {
+          detail: `Method ${c.req.method} is not allowed on ${c.req.path}; use ${[...new Set(allowed)].join(', ')}.`,
+          code: 'method_not_allowed',
+        },
         405,
         { Allow: [...new Set(allowed)].join(', ') },
       );
@@ -79,7 +82,10 @@ export function createApp({
       // zod-openapi's own content-type gate on the vision routes answers 415 before the handler runs.
       if (error.status === 415) {
         return c.json(
-          { detail: 'Send images as multipart/form-data (files in the field "images") or as application/json {"images": ["<base64>"]}.', code: 'unsupported_media_type' },
+          {
+            detail: 'Send images as multipart/form-data (files in the field "images") or as application/json {"images": ["<base64>"]}.',
+            code: 'unsupported_media_type',
+          },
           415,
         );
       }

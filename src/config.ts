@@ -46,7 +46,12 @@ export function normalizeOllamaHost(raw: string): string {
   return url;
 }
 
-const seconds = (fallback: number) => z.coerce.number().positive().max(24 * 3600).default(fallback);
+const seconds = (fallback: number) =>
+  z.coerce
+    .number()
+    .positive()
+    .max(24 * 3600)
+    .default(fallback);
 const bytes = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
 const EnvSchema = z.object({
@@ -70,7 +75,11 @@ const EnvSchema = z.object({
   /** Time allowed for quick metadata calls (`/api/show`, `/api/tags`, `/api/version`). */
   MINATO_METADATA_TIMEOUT: seconds(10),
   /** How long a model's `/api/show` capabilities are cached. */
-  MINATO_CAPABILITIES_TTL: z.coerce.number().min(0).max(24 * 3600).default(60),
+  MINATO_CAPABILITIES_TTL: z.coerce
+    .number()
+    .min(0)
+    .max(24 * 3600)
+    .default(60),
   MINATO_MAX_IMAGE_BYTES: bytes(20 * 1024 * 1024),
   MINATO_MAX_IMAGES: z.coerce.number().int().positive().max(100).default(8),
   /** Serve Prometheus metrics at /metrics. */

@@ -14,7 +14,9 @@ try {
 // the process starts); more concurrent generations would wait inside Bun, invisibly. The start
 // script raises it; say so when Minato was started some other way.
 if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) {
-  console.warn('minato: BUN_CONFIG_MAX_HTTP_REQUESTS is not set, so at most 256 requests to Ollama run at once; start with `bun run start`, which sets it.');
+  console.warn(
+    'minato: BUN_CONFIG_MAX_HTTP_REQUESTS is not set, so at most 256 requests to Ollama run at once; start with `bun run start`, which sets it.',
+  );
 }
 
 const server = startServer({ config });

@@ -91,7 +91,7 @@ describe('GET /docs', () => {
       expect((await response.arrayBuffer()).byteLength).toBeGreaterThan(10_000);
     }
   });
-  test('/redoc, the original\'s second reference, leads there', async () => {
+  test("/redoc, the original's second reference, leads there", async () => {
     const response = await fetch(`${h.url}/redoc`, { redirect: 'manual' });
     expect(response.status).toBe(301);
     expect(response.headers.get('location')).toBe('/docs');

@@ -53,7 +53,10 @@ describe('the start command (bun run start)', () => {
   const root = `${import.meta.dir}/..`;
 
   test('an invalid environment stops the process with readable lines and a non-zero exit', () => {
-    const result = Bun.spawnSync(['bun', 'run', 'src/index.ts'], { cwd: root, env: { ...process.env, PORT: 'eighty', MINATO_FIRST_BYTE_TIMEOUT: '-5' } });
+    const result = Bun.spawnSync(['bun', 'run', 'src/index.ts'], {
+      cwd: root,
+      env: { ...process.env, PORT: 'eighty', MINATO_FIRST_BYTE_TIMEOUT: '-5' },
+    });
     expect(result.exitCode).not.toBe(0);
     const stderr = result.stderr.toString();
     expect(stderr).toContain('minato: invalid configuration: PORT="eighty"');

@@ -4,7 +4,10 @@ import { type OllamaDouble, startOllamaDouble } from './ollama-double';
 // The double is only worth what its fidelity is: these pin it to ../shared/ollama-api.md.
 let o: OllamaDouble;
 beforeAll(() => {
-  o = startOllamaDouble([{ name: 'llama3.2', tokens: ['a<b', '&c'] }, { name: 'llava', capabilities: ['completion', 'vision'] }]);
+  o = startOllamaDouble([
+    { name: 'llama3.2', tokens: ['a<b', '&c'] },
+    { name: 'llava', capabilities: ['completion', 'vision'] },
+  ]);
 });
 afterAll(() => o.close());
 
@@ -76,7 +79,10 @@ describe('Ollama test double', () => {
     expect(((await (await post('/api/show', { model: 'llava' })).json()) as { capabilities: string[] }).capabilities).toContain('vision');
     expect((await post('/api/show', {})).status).toBe(400);
     o.registry.set('tiny', { layers: 2 });
-    const lines = (await (await post('/api/pull', { model: 'tiny' })).text()).trim().split('\n').map((line) => JSON.parse(line));
+    const lines = (await (await post('/api/pull', { model: 'tiny' })).text())
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(lines[0]).toEqual({ status: 'pulling manifest' });
     expect(lines.at(-1)).toEqual({ status: 'success' });
     const missing = await post('/api/pull', { model: 'ghost', stream: false });

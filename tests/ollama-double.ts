@@ -172,7 +172,14 @@ async function readJsonBody(request: Request): Promise<{ body?: Record<string, u
 const isAllowedHost = (host: string | null) => {
   if (!host) return true;
   const name = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-  return name === 'localhost' || name === '127.0.0.1' || name === '::1' || name.endsWith('.localhost') || name.endsWith('.local') || name.endsWith('.internal');
+  return (
+    name === 'localhost' ||
+    name === '127.0.0.1' ||
+    name === '::1' ||
+    name.endsWith('.localhost') ||
+    name.endsWith('.local') ||
+    name.endsWith('.internal')
+  );
 };
 
 export function startOllamaDouble(initial: DoubleModel[] = []): OllamaDouble {
@@ -184,7 +191,11 @@ export function startOllamaDouble(initial: DoubleModel[] = []): OllamaDouble {
   const lookup = (name: string) => models.get(name) ?? models.get(`${name}:latest`) ?? models.get(name.replace(/:latest$/, ''));
 
   /** An NDJSON stream written line by line, recording aborts. */
-  function ndjsonStream(record: RecordedRequest, produce: (write: (line: unknown) => Promise<void>, model?: DoubleModel) => Promise<'drop' | 'hang' | void>, model?: DoubleModel) {
+  function ndjsonStream(
+    record: RecordedRequest,
+    produce: (write: (line: unknown) => Promise<void>, model?: DoubleModel) => Promise<unknown>,
+    model?: DoubleModel,
+  ) {
     let cancelled = false;
     return new ReadableStream<Uint8Array>({
       async start(controller) {
@@ -316,7 +327,14 @@ export function startOllamaDouble(initial: DoubleModel[] = []): OllamaDouble {
     return jsonResponse(200, {
       modelfile: `FROM ${name}`,
       template: '{{ .Prompt }}',
-      details: { parent_model: '', format: 'gguf', family: model.family ?? 'llama', families: [model.family ?? 'llama'], parameter_size: model.parameterSize ?? '3.2B', quantization_level: model.quantization ?? 'Q4_K_M' },
+      details: {
+        parent_model: '',
+        format: 'gguf',
+        family: model.family ?? 'llama',
+        families: [model.family ?? 'llama'],
+        parameter_size: model.parameterSize ?? '3.2B',
+        quantization_level: model.quantization ?? 'Q4_K_M',
+      },
       model_info: { 'general.architecture': model.family ?? 'llama', 'llama.context_length': 131072 },
       capabilities: model.capabilities ?? ['completion'],
       modified_at: '2026-08-21T10:00:00.000000000+09:00',
@@ -397,7 +415,14 @@ export function startOllamaDouble(initial: DoubleModel[] = []): OllamaDouble {
               modified_at: '2025-05-04T17:37:44.706015396-07:00',
               size: model.size ?? 2_019_393_189,
               digest: 'a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72',
-              details: { parent_model: '', format: 'gguf', family: model.family ?? 'llama', families: null, parameter_size: model.parameterSize ?? '3.2B', quantization_level: model.quantization ?? 'Q4_K_M' },
+              details: {
+                parent_model: '',
+                format: 'gguf',
+                family: model.family ?? 'llama',
+                families: null,
+                parameter_size: model.parameterSize ?? '3.2B',
+                quantization_level: model.quantization ?? 'Q4_K_M',
+              },
             })),
           });
         case 'POST /api/generate':
@@ -408,7 +433,8 @@ export function startOllamaDouble(initial: DoubleModel[] = []): OllamaDouble {
           return pull(request, record);
       }
       const known = ['/', '/api/version', '/api/tags', '/api/generate', '/api/show', '/api/pull', '/api/chat', '/api/ps', '/api/embed'];
-      if (known.includes(url.pathname)) return new Response('405 method not allowed', { status: 405, headers: { 'Content-Type': 'text/plain' } });
+      if (known.includes(url.pathname))
+        return new Response('405 method not allowed', { status: 405, headers: { 'Content-Type': 'text/plain' } });
       return new Response('404 page not found', { status: 404, headers: { 'Content-Type': 'text/plain' } });
     },
   });

@@ -28,7 +28,18 @@ afterAll(async () => {
 
 describe('README curl examples', () => {
   test('there are examples for every endpoint', () => {
-    for (const path of ['/llama3.2?', '/stream/llama3.2?', '/vision/llava?', '/stream/vision/llava?', '/install/', '/models_list/', '/health', '/ready', '/metrics', '/openapi.json']) {
+    for (const path of [
+      '/llama3.2?',
+      '/stream/llama3.2?',
+      '/vision/llava?',
+      '/stream/vision/llava?',
+      '/install/',
+      '/models_list/',
+      '/health',
+      '/ready',
+      '/metrics',
+      '/openapi.json',
+    ]) {
       expect(commands.some((command) => command.includes(path))).toBe(true);
     }
   });

@@ -13,7 +13,12 @@ beforeAll(() => {
   h = startHarness();
   h.ollama.models.set('cold-load', { name: 'cold-load', firstByteDelayMs: LOAD_MS, tokens: ['warm', ' now'] });
   h.ollama.registry.set('slow-registry', { layers: 1, tickDelayMs: LOAD_MS });
-  h.ollama.models.set('slow-vision', { name: 'slow-vision', capabilities: ['completion', 'vision'], firstByteDelayMs: LOAD_MS, tokens: ['ok'] });
+  h.ollama.models.set('slow-vision', {
+    name: 'slow-vision',
+    capabilities: ['completion', 'vision'],
+    firstByteDelayMs: LOAD_MS,
+    tokens: ['ok'],
+  });
 });
 afterAll(() => h.close());
 
@@ -37,7 +42,13 @@ describe("a first byte later than Bun's 10 s idle timeout", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(LOAD_MS);
     for (const result of [sync, stream, vision, install]) expect(result).toMatchObject({ exitCode: 0, stderr: '' });
     expect(JSON.parse(sync.stdout)).toMatchObject({ response: 'warm now', done: true });
-    expect(stream.stdout.trim().split('\n').map((line) => JSON.parse(line).response).join('')).toBe('warm now');
+    expect(
+      stream.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).response)
+        .join(''),
+    ).toBe('warm now');
     expect(JSON.parse(vision.stdout)).toMatchObject({ response: 'ok' });
     expect(JSON.parse(install.stdout)).toEqual({ status: 'success' });
   }, 45_000);

@@ -169,13 +169,15 @@ async function readMultipartImages(request: Request, contentType: string, config
           if (images > config.maxImages) throw tooManyImages(`more than ${config.maxImages}`, config);
         }
         // A text field holds base64, a third larger than the bytes it stands for.
-        const allowed = part.filename === undefined && part.contentType === undefined ? base64Length(config.maxImageBytes) + 256 : config.maxImageBytes;
+        const allowed =
+          part.filename === undefined && part.contentType === undefined ? base64Length(config.maxImageBytes) + 256 : config.maxImageBytes;
         if (part.size > allowed) throw imageTooLarge(images - 1, config);
       },
     });
   } catch (error) {
     if (error instanceof ApiError) throw error;
-    if (error instanceof MultipartError) throw new ApiError(400, `The multipart/form-data body is malformed: ${error.message}.`, 'malformed_body');
+    if (error instanceof MultipartError)
+      throw new ApiError(400, `The multipart/form-data body is malformed: ${error.message}.`, 'malformed_body');
     // Bun itself stops a body at Bun.serve's maxRequestBodySize (set just above our limits).
     if (String(error).includes('maxRequestBodySize')) throw tooLarge(limit);
     throw new ApiError(400, 'The request body could not be read to the end (the upload was interrupted).', 'malformed_body');
@@ -183,9 +185,11 @@ async function readMultipartImages(request: Request, contentType: string, config
   return parts
     .filter((part) => part.name === 'images')
     .map((part, index) => {
-      if (part.filename === undefined && part.contentType === undefined) return base64Image(Buffer.concat(part.chunks).toString('latin1'), index, config);
+      if (part.filename === undefined && part.contentType === undefined)
+        return base64Image(Buffer.concat(part.chunks).toString('latin1'), index, config);
       if (part.size === 0) throw invalid(['body', 'images', index], 'The file is empty');
-      const head = part.chunks.length === 1 || (part.chunks[0]?.length ?? 0) >= 32 ? part.chunks[0]! : Buffer.concat(part.chunks).subarray(0, 32);
+      const head =
+        part.chunks.length === 1 || (part.chunks[0]?.length ?? 0) >= 32 ? part.chunks[0]! : Buffer.concat(part.chunks).subarray(0, 32);
       if (!sniffImage(head)) throw unsupported(index);
       return { chunks: part.chunks, size: part.size };
     });

@@ -112,16 +112,34 @@ export function createMetrics() {
         const [route = '', method = '', status = ''] = key.split('\u0000');
         lines.push(`minato_requests_total${labels({ route, method, status })} ${count}`);
       }
-      renderHistogram(lines, 'minato_request_duration_seconds', 'Time from request to the end of the response (streams: to their last byte).', durations);
+      renderHistogram(
+        lines,
+        'minato_request_duration_seconds',
+        'Time from request to the end of the response (streams: to their last byte).',
+        durations,
+      );
       renderHistogram(lines, 'minato_time_to_first_byte_seconds', 'Time from request to the first byte of the response body.', firstBytes);
-      lines.push('# HELP minato_streams_in_flight Streamed responses currently open.', '# TYPE minato_streams_in_flight gauge', `minato_streams_in_flight ${streamsInFlight}`);
+      lines.push(
+        '# HELP minato_streams_in_flight Streamed responses currently open.',
+        '# TYPE minato_streams_in_flight gauge',
+        `minato_streams_in_flight ${streamsInFlight}`,
+      );
       lines.push('# HELP minato_upstream_errors_total Trouble with Ollama, by kind.', '# TYPE minato_upstream_errors_total counter');
       for (const [kind, count] of upstreamErrors) lines.push(`minato_upstream_errors_total${labels({ kind })} ${count}`);
-      lines.push('# HELP minato_generated_tokens_total Tokens generated, from the eval_count of Ollama\'s final lines.', '# TYPE minato_generated_tokens_total counter');
+      lines.push(
+        "# HELP minato_generated_tokens_total Tokens generated, from the eval_count of Ollama's final lines.",
+        '# TYPE minato_generated_tokens_total counter',
+      );
       for (const [model, entry] of generations) lines.push(`minato_generated_tokens_total${labels({ model })} ${entry.tokens}`);
-      lines.push('# HELP minato_generation_seconds_total Time Ollama spent generating them (eval_duration); tokens/s = rate of tokens / rate of this.', '# TYPE minato_generation_seconds_total counter');
+      lines.push(
+        '# HELP minato_generation_seconds_total Time Ollama spent generating them (eval_duration); tokens/s = rate of tokens / rate of this.',
+        '# TYPE minato_generation_seconds_total counter',
+      );
       for (const [model, entry] of generations) lines.push(`minato_generation_seconds_total${labels({ model })} ${entry.evalSeconds}`);
-      lines.push('# HELP minato_last_tokens_per_second Tokens per second of the last answer, per model.', '# TYPE minato_last_tokens_per_second gauge');
+      lines.push(
+        '# HELP minato_last_tokens_per_second Tokens per second of the last answer, per model.',
+        '# TYPE minato_last_tokens_per_second gauge',
+      );
       for (const [model, entry] of generations) lines.push(`minato_last_tokens_per_second${labels({ model })} ${entry.lastRate}`);
       return `${lines.join('\n')}\n`;
     },

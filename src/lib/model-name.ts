@@ -5,9 +5,9 @@
  * or `_`, so `..`, empty segments, control characters and spaces can never reach Ollama.
  */
 const HOST = String.raw`[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,349}(?::\d{1,5})?`;
-const PART = String.raw`[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,79}`;
-const TAG = String.raw`[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,79}`;
-export const MODEL_NAME_PATTERN = `^(?:(?:${HOST}/)?${PART}/)?${PART}(?::${TAG})?$`;
+// Namespaces, model names and tags share one form.
+const PART = '[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,79}';
+export const MODEL_NAME_PATTERN = `^(?:(?:${HOST}/)?${PART}/)?${PART}(?::${PART})?$`;
 const MODEL_NAME = new RegExp(MODEL_NAME_PATTERN);
 
 export const MODEL_NAME_MAX_LENGTH = 512;

@@ -108,7 +108,8 @@ function sseFormatter(): Formatter {
 }
 
 /** An EventSource coming back after its stream ended (or broke): there is nothing to resume. */
-export const isEventSourceReconnect = (headers: { header(name: string): string | undefined }) => headers.header('last-event-id') !== undefined;
+export const isEventSourceReconnect = (headers: { header(name: string): string | undefined }) =>
+  headers.header('last-event-id') !== undefined;
 
 // NDJSON, the default, has no formatter: Ollama's bytes go out unchanged, as they arrive.
 const FORMATTERS: Record<'text', Formatter> = {
@@ -169,7 +170,8 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  */
 export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
   const { format, idleTimeoutMs, idleSetting, abortUpstream, isFinalLine, observer } = options;
-  const formatter: Formatter = format === 'ndjson' ? (lines) => ({ output: lines }) : format === 'sse' ? sseFormatter() : FORMATTERS[format];
+  const formatter: Formatter =
+    format === 'ndjson' ? (lines) => ({ output: lines }) : format === 'sse' ? sseFormatter() : FORMATTERS[format];
   const reader = upstream.getReader();
   let partial: Uint8Array | undefined;
   // The last run of complete lines, kept whole (no subarray per chunk: thousands of streams each
@@ -228,9 +230,17 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
             if (idleExpired) throw new IdleTimeout();
           } catch (error) {
             if (error instanceof IdleTimeout) {
-              fail(controller, `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the generation was stopped.`, 'stream_idle_timeout');
+              fail(
+                controller,
+                `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the generation was stopped.`,
+                'stream_idle_timeout',
+              );
             } else {
-              fail(controller, `Lost the connection to Ollama mid-stream (${networkErrorText(error)}); the answer is incomplete.`, 'stream_connection_lost');
+              fail(
+                controller,
+                `Lost the connection to Ollama mid-stream (${networkErrorText(error)}); the answer is incomplete.`,
+                'stream_connection_lost',
+              );
             }
             return;
           } finally {

@@ -22,7 +22,11 @@ export function createCapabilityLookup(ollama: OllamaClient, config: Config): Ca
     if (!response.ok) throw await upstreamError(response, model);
     const body = (await response.json().catch(() => ({}))) as { capabilities?: unknown };
     if (!Array.isArray(body.capabilities)) {
-      throw new ApiError(502, `Ollama's /api/show did not list capabilities for '${model}'; Ollama may be too old (update it).`, 'upstream_error');
+      throw new ApiError(
+        502,
+        `Ollama's /api/show did not list capabilities for '${model}'; Ollama may be too old (update it).`,
+        'upstream_error',
+      );
     }
     const capabilities = body.capabilities.filter((value): value is string => typeof value === 'string');
     if (config.capabilitiesTtlMs > 0) {

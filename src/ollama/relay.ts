@@ -58,7 +58,11 @@ export async function consumeNdjson(
   } catch (error) {
     if (signal.aborted) throw new ClientGoneError();
     if (error instanceof ApiError) throw error;
-    throw new ApiError(502, `Lost the connection to Ollama during the ${activity} (${networkErrorText(error)}). Retry the request.`, 'upstream_error');
+    throw new ApiError(
+      502,
+      `Lost the connection to Ollama during the ${activity} (${networkErrorText(error)}). Retry the request.`,
+      'upstream_error',
+    );
   } finally {
     // Only an unfinished read has anything to stop: aborting a finished fetch still builds an
     // AbortError, which profiling showed costing a tenth of a small request.

@@ -30,11 +30,15 @@ async function encodeForm(fields: [string, Uint8Array | string, string?][]) {
 const joined = (chunks: Uint8Array[]) => Buffer.concat(chunks);
 
 describe('readMultipart', () => {
-  test('reads what Bun\'s FormData wrote, in any chunking: names, filenames, bytes', async () => {
+  test("reads what Bun's FormData wrote, in any chunking: names, filenames, bytes", async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(
-          fc.tuple(fc.constantFrom('images', 'other', 'ünï'), fc.oneof(fc.uint8Array({ maxLength: 3000 }), fc.string({ maxLength: 50 })), fc.constantFrom('a.png', 'b c.jpg', 'x')),
+          fc.tuple(
+            fc.constantFrom('images', 'other', 'ünï'),
+            fc.oneof(fc.uint8Array({ maxLength: 3000 }), fc.string({ maxLength: 50 })),
+            fc.constantFrom('a.png', 'b c.jpg', 'x'),
+          ),
           { minLength: 1, maxLength: 5 },
         ),
         fc.integer({ min: 1, max: 700 }),
@@ -61,10 +65,20 @@ describe('readMultipart', () => {
   });
 
   test('lets a hook stop an oversized part while it is still arriving', async () => {
-    const { boundary, bytes } = await encodeForm([['images', new Uint8Array(100)], ['images', new Uint8Array(200_000)]]);
+    const { boundary, bytes } = await encodeForm([
+      ['images', new Uint8Array(100)],
+      ['images', new Uint8Array(200_000)],
+    ]);
     let read = 0;
     const body = chunked(bytes, 1024);
-    const counting = body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ transform: (chunk, controller) => { read += chunk.length; controller.enqueue(chunk); } }));
+    const counting = body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform: (chunk, controller) => {
+          read += chunk.length;
+          controller.enqueue(chunk);
+        },
+      }),
+    );
     const error = await readMultipart(counting, boundary, {
       onPartData: (part) => {
         if (part.size > 10_000) throw new Error('too large');
@@ -86,7 +100,9 @@ describe('imagesJsonBody', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 50 }), { maxLength: 8 }), fc.base64String(), async (chunks, base64) => {
         const whole = Buffer.concat(chunks).toString('base64');
-        const text = await new Response(imagesJsonBody({ model: 'm', prompt: 'p' }, [{ chunks: chunks.map((c) => c.slice()), size: 0 }, { base64 }])).text();
+        const text = await new Response(
+          imagesJsonBody({ model: 'm', prompt: 'p' }, [{ chunks: chunks.map((c) => c.slice()), size: 0 }, { base64 }]),
+        ).text();
         expect(JSON.parse(text)).toEqual({ model: 'm', prompt: 'p', images: [whole, base64] });
       }),
       { numRuns: 200 },

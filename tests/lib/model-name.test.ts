@@ -21,7 +21,14 @@ describe('routingPath', () => {
 
 describe('isValidModelName', () => {
   test('accepts what Ollama accepts', () => {
-    for (const name of ['llama3.2', 'llama3.2:3b', 'library/llama3.2', 'hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M', 'localhost:5000/ns/model:tag', 'qwen2.5vl:7b-q4_K_M']) {
+    for (const name of [
+      'llama3.2',
+      'llama3.2:3b',
+      'library/llama3.2',
+      'hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M',
+      'localhost:5000/ns/model:tag',
+      'qwen2.5vl:7b-q4_K_M',
+    ]) {
       expect(isValidModelName(name)).toBe(true);
     }
   });

@@ -28,7 +28,7 @@ async function relay(format: StreamFormat, ...pieces: string[]) {
 }
 
 describe('relayNdjson', () => {
-  test('passes Ollama\'s lines through unchanged, re-cut at line ends', async () => {
+  test("passes Ollama's lines through unchanged, re-cut at line ends", async () => {
     const { text, aborted } = await relay('ndjson', '{"response":"a","do', 'ne":false}\n{"response":"","done":true}\n');
     expect(text).toBe('{"response":"a","done":false}\n{"response":"","done":true}\n');
     expect(aborted).toBe(false);

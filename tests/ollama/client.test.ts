@@ -11,7 +11,9 @@ describe('createOllamaClient', () => {
     // Port 9 on loopback refuses connections, so the probe fails the way a dead host would.
     const client = createOllamaClient({ baseUrl: 'http://127.0.0.1:9', fetch: blackHoleFetch });
     const started = Date.now();
-    const error = await client.call('/api/generate', {}, { firstByteTimeoutMs: 60_000, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' }).catch((e) => e);
+    const error = await client
+      .call('/api/generate', {}, { firstByteTimeoutMs: 60_000, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' })
+      .catch((e) => e);
     expect(error).toBeInstanceOf(ApiError);
     expect((error as ApiError).statusCode).toBe(502);
     expect((error as ApiError).detail).toContain('OLLAMA_HOST');
@@ -19,10 +21,21 @@ describe('createOllamaClient', () => {
   });
 
   test('an Ollama that accepts the connection but is still loading is waited for', async () => {
-    const server = Bun.serve({ port: 0, idleTimeout: 0, fetch: async () => (await Bun.sleep(2000), Response.json({ ok: true })) });
+    const server = Bun.serve({
+      port: 0,
+      idleTimeout: 0,
+      fetch: async () => {
+        await Bun.sleep(2000);
+        return Response.json({ ok: true });
+      },
+    });
     try {
       const client = createOllamaClient({ baseUrl: `http://127.0.0.1:${server.port}` });
-      const { response } = await client.call('/api/generate', {}, { firstByteTimeoutMs: 10_000, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' });
+      const { response } = await client.call(
+        '/api/generate',
+        {},
+        { firstByteTimeoutMs: 10_000, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
+      );
       expect(response.status).toBe(200);
     } finally {
       await server.stop(true);

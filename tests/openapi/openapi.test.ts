@@ -13,7 +13,13 @@ afterAll(() => h.close());
 type Doc = {
   openapi: string;
   servers: { url: string }[];
-  paths: Record<string, Record<string, { parameters?: { name: string; schema: Record<string, unknown> }[]; responses: Record<string, { content?: Record<string, unknown> }> }>>;
+  paths: Record<
+    string,
+    Record<
+      string,
+      { parameters?: { name: string; schema: Record<string, unknown> }[]; responses: Record<string, { content?: Record<string, unknown> }> }
+    >
+  >;
   components: { schemas: Record<string, unknown> };
 };
 
@@ -25,14 +31,31 @@ describe('GET /openapi.json', () => {
     expect(doc.openapi).toBe('3.1.0');
     expect(doc.servers[0]!.url).toBe(h.url);
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ['/health', '/install/{model_name}', '/metrics', '/models_list', '/models_list/', '/ready', '/stream/vision/{model_name}', '/stream/{model_name}', '/vision/{model_name}', '/{model_name}'].sort(),
+      [
+        '/health',
+        '/install/{model_name}',
+        '/metrics',
+        '/models_list',
+        '/models_list/',
+        '/ready',
+        '/stream/vision/{model_name}',
+        '/stream/{model_name}',
+        '/vision/{model_name}',
+        '/{model_name}',
+      ].sort(),
     );
     const stream = doc.paths['/stream/{model_name}']!.get!;
     expect(Object.keys(stream.responses[200]!.content!)).toEqual(['application/x-ndjson', 'text/event-stream', 'text/plain']);
     for (const status of ['200', '400', '404', '422', '502', '503', '504']) expect(stream.responses[status]).toBeDefined();
     const temperature = stream.parameters!.find((parameter) => parameter.name === 'temperature')!;
     expect(temperature.schema).toMatchObject({ type: 'number', minimum: 0, maximum: 1 });
-    for (const name of ['HTTPValidationError', 'ValidationError', 'Error', 'GenerateAnswer', 'Body_answer_on_multimodal_query_vision__model_name__post']) {
+    for (const name of [
+      'HTTPValidationError',
+      'ValidationError',
+      'Error',
+      'GenerateAnswer',
+      'Body_answer_on_multimodal_query_vision__model_name__post',
+    ]) {
       expect(doc.components.schemas[name]).toBeDefined();
     }
   });
@@ -65,7 +88,9 @@ describe('a client typed from the document (openapi-typescript + openapi-fetch)'
     const text: string | undefined = answer.data?.response;
     expect(text).toBe('The sky is blue.');
 
-    const invalid = await client.GET('/{model_name}', { params: { path: { model_name: 'llama3.2' }, query: { message: 'hi', num_ctx: 0 } } });
+    const invalid = await client.GET('/{model_name}', {
+      params: { path: { model_name: 'llama3.2' }, query: { message: 'hi', num_ctx: 0 } },
+    });
     expect(invalid.response.status).toBe(422);
     const loc = (invalid.error as { detail: { loc: (string | number)[] }[] }).detail[0]!.loc;
     expect(loc).toEqual(['query', 'num_ctx']);

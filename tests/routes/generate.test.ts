@@ -20,7 +20,7 @@ afterAll(() => h.close());
 const get = (path: string, init?: RequestInit) => fetch(`${h.url}${path}`, init);
 
 describe('GET /{model_name} — synchronous answer', () => {
-  test('answers with the text and Ollama\'s final statistics', async () => {
+  test("answers with the text and Ollama's final statistics", async () => {
     const response = await get('/llama3.2?message=Why%20is%20the%20sky%20blue%3F');
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toStartWith('application/json');
@@ -31,7 +31,7 @@ describe('GET /{model_name} — synchronous answer', () => {
     expect(typeof body.prompt_eval_count).toBe('number');
   });
 
-  test('joins a thinking model\'s reasoning separately from its answer', async () => {
+  test("joins a thinking model's reasoning separately from its answer", async () => {
     const body = await json(await get('/thinker?message=why'));
     expect(body.response).toBe('Blue');
     expect(body.thinking).toBe('Hmm, sky');
@@ -86,13 +86,13 @@ describe('GET /{model_name} — synchronous answer', () => {
       ['1h30m', '1h30m'],
     ] as const) {
       expect((await get(`/llama3.2?message=hi&keep_alive=${value}`)).status).toBe(200);
-      expect((h.ollama.last('/api/generate')?.body as { keep_alive: unknown }).keep_alive).toBe(sent);
+      expect((h.ollama.last('/api/generate')?.body as { keep_alive: unknown } | undefined)?.keep_alive).toBe(sent);
     }
   });
 
   test('a single stop sequence is still sent as the array Ollama requires', async () => {
     await get('/llama3.2?message=hi&stop=END');
-    expect((h.ollama.last('/api/generate')?.body as { options: { stop: unknown } }).options.stop).toEqual(['END']);
+    expect((h.ollama.last('/api/generate')?.body as { options: { stop: unknown } } | undefined)?.options.stop).toEqual(['END']);
   });
 
   test('an empty message preloads the model', async () => {
@@ -109,7 +109,9 @@ describe('GET /{model_name} — synchronous answer', () => {
     expect((await json(raw)).response).toBe('Hi!');
     const encoded = await get('/hf.co%2Fbartowski%2FLlama-3.2-1B-Instruct-GGUF%3AQ4_K_M?message=hi');
     expect(encoded.status).toBe(200);
-    expect((h.ollama.last('/api/generate')?.body as { model: string }).model).toBe('hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M');
+    expect((h.ollama.last('/api/generate')?.body as { model: string } | undefined)?.model).toBe(
+      'hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M',
+    );
   });
 });
 
@@ -224,7 +226,7 @@ describe('upstream errors', () => {
 });
 
 describe('GET /stream/{model_name} — streaming', () => {
-  test('NDJSON by default, Ollama\'s bytes unchanged, with anti-buffering headers', async () => {
+  test("NDJSON by default, Ollama's bytes unchanged, with anti-buffering headers", async () => {
     const response = await get('/stream/split?message=hi');
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('application/x-ndjson');
@@ -264,7 +266,7 @@ describe('GET /stream/{model_name} — streaming', () => {
     expect(response.headers.get('content-type')).toStartWith('text/event-stream');
     const events = (await response.text()).split('\n\n').filter(Boolean);
     expect(events.length).toBe(6);
-    events.forEach((event, index) => expect(event).toStartWith(`id: ${index + 1}\ndata: {`));
+    for (const [index, event] of events.entries()) expect(event).toStartWith(`id: ${index + 1}\ndata: {`);
     expect(JSON.parse(events.at(-1)!.split('data: ')[1]!)).toMatchObject({ done: true });
   });
 

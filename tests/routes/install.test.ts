@@ -36,7 +36,10 @@ describe('POST /install/{model_name}', () => {
     const response = await install('slowpull', { Accept: 'application/x-ndjson' });
     expect(response.headers.get('content-type')).toBe('application/x-ndjson');
     const { chunks, text } = await readChunks(response);
-    const lines = text.trim().split('\n').map((line) => JSON.parse(line));
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(lines[0]).toEqual({ status: 'pulling manifest' });
     expect(lines.at(-1)).toEqual({ status: 'success' });
     const progress = lines.filter((line) => typeof line.completed === 'number');

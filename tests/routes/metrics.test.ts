@@ -29,7 +29,7 @@ describe('GET /metrics', () => {
     expect(value(text, 'minato_request_duration_seconds_count{route="/{model_name}"}')).toBe(2);
   });
 
-  test('counts tokens and tokens/s per model from Ollama\'s final line, sync and streamed', async () => {
+  test("counts tokens and tokens/s per model from Ollama's final line, sync and streamed", async () => {
     const before = value(await scrape(), 'minato_generated_tokens_total{model="counted"}') ?? 0;
     await fetch(`${h.url}/counted?message=hi`);
     await (await fetch(`${h.url}/stream/counted?message=hi`)).text();

@@ -5,7 +5,12 @@ let h: Harness;
 const MAX_IMAGE = 64 * 1024;
 beforeAll(() => {
   h = startHarness({ MINATO_MAX_IMAGE_BYTES: String(MAX_IMAGE), MINATO_MAX_IMAGES: '3' });
-  h.ollama.models.set('gemma-new-vision', { name: 'gemma-new-vision', capabilities: ['completion', 'vision'], tokens: ['Two', ' dogs'], tokenDelayMs: 150 });
+  h.ollama.models.set('gemma-new-vision', {
+    name: 'gemma-new-vision',
+    capabilities: ['completion', 'vision'],
+    tokens: ['Two', ' dogs'],
+    tokenDelayMs: 150,
+  });
 });
 afterAll(() => h.close());
 
@@ -14,15 +19,16 @@ const GIF = new TextEncoder().encode('GIF89a\x01\x00\x01\x00\x00\x00\x00;');
 
 const form = (...files: Uint8Array[]) => {
   const data = new FormData();
-  files.forEach((file, index) => data.append('images', new Blob([file as Uint8Array<ArrayBuffer>]), `image-${index}.png`));
+  for (const [index, file] of files.entries()) data.append('images', new Blob([file as Uint8Array<ArrayBuffer>]), `image-${index}.png`);
   return data;
 };
 
 type Body = RequestInit['body'];
 
-const post = (path: string, body: Body, headers: Record<string, string> = {}) => fetch(`${h.url}${path}`, { method: 'POST', body, headers });
+const post = (path: string, body: Body, headers: Record<string, string> = {}) =>
+  fetch(`${h.url}${path}`, { method: 'POST', body, headers });
 const postJson = (path: string, body: unknown) => post(path, JSON.stringify(body), { 'Content-Type': 'application/json' });
-const sentImages = () => (h.ollama.last('/api/generate')?.body as { images?: string[] }).images;
+const sentImages = () => (h.ollama.last('/api/generate')?.body as { images?: string[] } | undefined)?.images;
 
 describe('POST /vision/{model_name}', () => {
   test('multipart files in the field `images` reach Ollama as base64', async () => {
@@ -32,7 +38,7 @@ describe('POST /vision/{model_name}', () => {
     expect(body.response).toBe('A cat.');
     expect(body.done).toBe(true);
     expect(sentImages()).toEqual([TINY_PNG.toString('base64'), Buffer.from(JPEG).toString('base64')]);
-    expect((h.ollama.last('/api/generate')?.body as { prompt: string }).prompt).toBe('What is this?');
+    expect((h.ollama.last('/api/generate')?.body as { prompt: string } | undefined)?.prompt).toBe('What is this?');
   });
 
   test('JSON base64, data: URLs (prefix stripped) and URL-safe base64 all arrive as standard base64', async () => {
@@ -52,7 +58,8 @@ describe('POST /vision/{model_name}', () => {
   });
 
   test('capabilities are cached briefly: one /api/show for several requests', async () => {
-    const shows = () => h.ollama.requests.filter((request) => request.path === '/api/show' && (request.body as { model: string }).model === 'llava').length;
+    const shows = () =>
+      h.ollama.requests.filter((request) => request.path === '/api/show' && (request.body as { model: string }).model === 'llava').length;
     await post('/vision/llava?message=hi', form(TINY_PNG));
     const before = shows();
     await post('/vision/llava?message=hi', form(TINY_PNG));
@@ -118,7 +125,12 @@ describe('POST /vision/{model_name}', () => {
     const boundary = 'minato-test-boundary';
     const encoder = new TextEncoder();
     let sent = 0;
-    const chunks = [encoder.encode(`--${boundary}\r\nContent-Disposition: form-data; name="images"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n`), TINY_PNG];
+    const chunks = [
+      encoder.encode(
+        `--${boundary}\r\nContent-Disposition: form-data; name="images"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n`,
+      ),
+      TINY_PNG,
+    ];
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
         const next = chunks.shift() ?? (sent < 8 * 1024 * 1024 ? new Uint8Array(16 * 1024) : undefined);
@@ -168,7 +180,8 @@ describe('POST /vision/{model_name}', () => {
       expect(response.status).toBe(status);
       const error = await json(response);
       expect(error.detail).toBeDefined();
-      if (status === 415) expect(error).toMatchObject({ code: 'unsupported_media_type', detail: expect.stringContaining('multipart/form-data') });
+      if (status === 415)
+        expect(error).toMatchObject({ code: 'unsupported_media_type', detail: expect.stringContaining('multipart/form-data') });
     }
   });
 
@@ -191,7 +204,13 @@ describe('POST /stream/vision/{model_name}', () => {
     expect(tokens.length).toBe(2);
     expect(tokens[1]!.at - tokens[0]!.at).toBeGreaterThan(100);
     expect(tokens[0]!.at - started).toBeLessThan(1000);
-    expect(text.trim().split('\n').map((line) => JSON.parse(line).response).join('')).toBe('Two dogs');
+    expect(
+      text
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).response)
+        .join(''),
+    ).toBe('Two dogs');
   });
 
   test('negotiates SSE and plain text like the text routes', async () => {
@@ -211,7 +230,12 @@ describe('POST /stream/vision/{model_name}', () => {
 
 describe('cancellation on the vision routes', () => {
   test('a client that leaves a streamed vision answer stops it upstream', async () => {
-    h.ollama.models.set('long-vision', { name: 'long-vision', capabilities: ['completion', 'vision'], tokens: Array.from({ length: 200 }, () => ' x'), tokenDelayMs: 20 });
+    h.ollama.models.set('long-vision', {
+      name: 'long-vision',
+      capabilities: ['completion', 'vision'],
+      tokens: Array.from({ length: 200 }, () => ' x'),
+      tokenDelayMs: 20,
+    });
     const response = await post('/stream/vision/long-vision?message=hi', form(TINY_PNG));
     const reader = response.body!.getReader();
     await reader.read();

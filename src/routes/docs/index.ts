@@ -32,7 +32,7 @@ export const OPENAPI_INFO = {
     title: 'Minato',
     version: '1.0.0',
     description:
-      "A small REST sidecar for Ollama: answers, streams, vision, installs and model lists, with the original Minato (FastAPI) contract kept. Errors are `{\"detail\": \"...\", \"code\": \"...\"}`; validation errors FastAPI's `HTTPValidationError`.",
+      'A small REST sidecar for Ollama: answers, streams, vision, installs and model lists, with the original Minato (FastAPI) contract kept. Errors are `{"detail": "...", "code": "..."}`; validation errors FastAPI\'s `HTTPValidationError`.',
   },
   // No authentication yet: every operation is open (API keys are a later issue).
   security: [],
@@ -47,10 +47,16 @@ export const OPENAPI_INFO = {
 export function registerDocsRoutes(app: AppRouter) {
   // The server entry is the origin the document was fetched from, so tools that import it call
   // this sidecar wherever it runs.
-  app.doc31('/openapi.json', (c) => ({ ...OPENAPI_INFO, servers: [{ url: new URL(c.req.url).origin, description: 'This Minato sidecar' }] }));
+  app.doc31('/openapi.json', (c) => ({
+    ...OPENAPI_INFO,
+    servers: [{ url: new URL(c.req.url).origin, description: 'This Minato sidecar' }],
+  }));
   app.get('/docs', (c) => c.html(page));
   app.get('/redoc', (c) => c.redirect('/docs', 301));
   for (const [name, type] of Object.entries(SWAGGER_ASSETS)) {
-    app.get(`/docs/${name}`, () => new Response(Bun.file(assetPath(name)), { headers: { 'Content-Type': type, 'Cache-Control': 'public, max-age=86400' } }));
+    app.get(
+      `/docs/${name}`,
+      () => new Response(Bun.file(assetPath(name)), { headers: { 'Content-Type': type, 'Cache-Control': 'public, max-age=86400' } }),
+    );
   }
 }

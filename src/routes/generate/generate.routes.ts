@@ -27,7 +27,7 @@ export const generateStream = createRoute({
   tags: ['Generate'],
   summary: 'Stream an answer as it is generated',
   description:
-    "Streams Ollama's lines as they are generated. `Accept` picks the format: `application/x-ndjson` (default; Ollama's bytes unchanged), `text/event-stream` (one SSE event per line, for `EventSource`) or `text/plain` (bare text deltas, as the original service streamed). Errors before the first byte are JSON with a 4xx/5xx status; after it they travel in-band (an `{\"error\"}` line, or `event: error`).",
+    'Streams Ollama\'s lines as they are generated. `Accept` picks the format: `application/x-ndjson` (default; Ollama\'s bytes unchanged), `text/event-stream` (one SSE event per line, for `EventSource`) or `text/plain` (bare text deltas, as the original service streamed). Errors before the first byte are JSON with a 4xx/5xx status; after it they travel in-band (an `{"error"}` line, or `event: error`).',
   request: { params: ModelNameParams, query: GenerationQuery },
   responses: {
     200: { content: streamContent, description: 'The answer, streamed.' },

@@ -79,9 +79,14 @@ export const GenerationQuery = z.object({
   numa: boolean(
     'Accepted for compatibility with the original API and forwarded, but current Ollama ignores it (removed in Ollama 0.3.4; NUMA is detected automatically).',
   ),
-  num_ctx: integer(1, 16_777_216, 'Context window in tokens. Omitted: Ollama picks one from the model and the GPU. Changing it reloads the model.', 8192),
+  num_ctx: integer(
+    1,
+    16_777_216,
+    'Context window in tokens. Omitted: Ollama picks one from the model and the GPU. Changing it reloads the model.',
+    8192,
+  ),
   num_keep: integer(-1, 16_777_216, 'Tokens of the prompt kept when the context is shifted (-1: all).', 4),
-  num_batch: integer(1, 65_536, 'Prompt-processing batch size. Omitted: Ollama\'s default (512). Changing it reloads the model.', 512),
+  num_batch: integer(1, 65_536, "Prompt-processing batch size. Omitted: Ollama's default (512). Changing it reloads the model.", 512),
   low_vram: boolean(
     'Accepted for compatibility with the original API and forwarded, but current Ollama ignores it (removed in Ollama 0.7.0).',
   ),

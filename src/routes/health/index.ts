@@ -8,7 +8,10 @@ const Health = z.object({ status: z.literal('ok') }).openapi('Health');
 const Ready = z
   .object({
     status: z.literal('ready'),
-    ollama: z.object({ url: z.string().openapi({ example: 'http://127.0.0.1:11434' }), version: z.string().openapi({ example: '0.33.0' }) }),
+    ollama: z.object({
+      url: z.string().openapi({ example: 'http://127.0.0.1:11434' }),
+      version: z.string().openapi({ example: '0.33.0' }),
+    }),
   })
   .openapi('Ready');
 
@@ -26,7 +29,7 @@ const ready = createRoute({
   path: '/ready',
   operationId: 'ready',
   tags: ['Operations'],
-  summary: "Readiness: Ollama answers, with its version",
+  summary: 'Readiness: Ollama answers, with its version',
   responses: {
     200: { content: { 'application/json': { schema: Ready } }, description: 'Ollama is reachable.' },
     503: { content: { 'application/json': { schema: ErrorSchema } }, description: 'Ollama is not reachable or not healthy.' },
@@ -38,7 +41,13 @@ export function registerHealthRoutes(app: AppRouter, { config, ollama }: Deps) {
 
   app.openapi(ready, async (c) => {
     const notReady = (why: string) =>
-      c.json({ detail: `Ollama at ${ollama.baseUrl} is not ready: ${why}. Check that Ollama is running and that OLLAMA_HOST points at it.`, code: 'not_ready' }, 503);
+      c.json(
+        {
+          detail: `Ollama at ${ollama.baseUrl} is not ready: ${why}. Check that Ollama is running and that OLLAMA_HOST points at it.`,
+          code: 'not_ready',
+        },
+        503,
+      );
     try {
       const { response } = await ollama.call('/api/version', undefined, {
         signal: c.req.raw.signal,

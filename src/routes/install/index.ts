@@ -10,7 +10,11 @@ import { install } from './install.routes';
 const NOT_IN_REGISTRY = 'file does not exist';
 
 const notInRegistry = (model: string, message: string) =>
-  new ApiError(404, `Model '${model}' does not exist in the registry (Ollama said: ${message}). Check the name and tag.`, 'model_not_found');
+  new ApiError(
+    404,
+    `Model '${model}' does not exist in the registry (Ollama said: ${message}). Check the name and tag.`,
+    'model_not_found',
+  );
 
 /** Streams progress only when the client asked for a stream explicitly; the default is the original's wait-and-answer. */
 function progressFormat(accept: string | undefined): StreamFormat | undefined {

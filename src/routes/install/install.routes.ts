@@ -12,7 +12,7 @@ export const PullProgress = z
     completed: z.number().int().optional().openapi({ example: 241970 }),
     error: z.string().optional().openapi({ description: 'Set on an error line, which ends the stream.' }),
   })
-  .openapi('PullProgress', { description: "One line of Ollama's pull progress; the last is `{\"status\":\"success\"}`." });
+  .openapi('PullProgress', { description: 'One line of Ollama\'s pull progress; the last is `{"status":"success"}`.' });
 
 export const install = createRoute({
   method: 'post',
@@ -21,7 +21,7 @@ export const install = createRoute({
   tags: ['Models'],
   summary: 'Install (pull) a model',
   description:
-    "Pulls the model into Ollama. By default waits until the pull is done and answers `{\"status\": \"success\"}`. With `Accept: application/x-ndjson` or `Accept: text/event-stream`, streams Ollama's progress lines (`status`, `digest`, `total`, `completed`) so a client can draw a progress bar. Disconnecting cancels the pull (Ollama resumes it on the next try).",
+    'Pulls the model into Ollama. By default waits until the pull is done and answers `{"status": "success"}`. With `Accept: application/x-ndjson` or `Accept: text/event-stream`, streams Ollama\'s progress lines (`status`, `digest`, `total`, `completed`) so a client can draw a progress bar. Disconnecting cancels the pull (Ollama resumes it on the next try).',
   request: { params: ModelNameParams },
   responses: {
     200: {

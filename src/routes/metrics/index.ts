@@ -35,9 +35,12 @@ const metricsRoute = createRoute({
   tags: ['Operations'],
   summary: 'Prometheus metrics',
   description:
-    'Requests by route and status, duration and time-to-first-byte histograms, streams in flight, upstream errors by kind, and per model the tokens generated and tokens/s from Ollama\'s final lines. When MINATO_METRICS_KEY is set, send it as `Authorization: Bearer <key>`.',
+    "Requests by route and status, duration and time-to-first-byte histograms, streams in flight, upstream errors by kind, and per model the tokens generated and tokens/s from Ollama's final lines. When MINATO_METRICS_KEY is set, send it as `Authorization: Bearer <key>`.",
   responses: {
-    200: { content: { 'text/plain': { schema: z.string().openapi({ example: 'minato_streams_in_flight 3\n' }) } }, description: 'Prometheus text format 0.0.4.' },
+    200: {
+      content: { 'text/plain': { schema: z.string().openapi({ example: 'minato_streams_in_flight 3\n' }) } },
+      description: 'Prometheus text format 0.0.4.',
+    },
     401: jsonError('MINATO_METRICS_KEY is set and the request did not carry it.'),
   },
 });

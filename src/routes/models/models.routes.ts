@@ -4,7 +4,10 @@ import { upstreamErrors } from '../shared.schemas';
 export const ModelEntry = z
   .object({
     name: z.string().openapi({ example: 'llama3.2:latest' }),
-    size_mb: z.number().openapi({ description: 'Size on disk in MiB (1 MiB = 1024 × 1024 bytes, as the original computed), two decimals.', example: 1925.83 }),
+    size_mb: z.number().openapi({
+      description: 'Size on disk in MiB (1 MiB = 1024 × 1024 bytes, as the original computed), two decimals.',
+      example: 1925.83,
+    }),
     format: z.string().nullable().openapi({ example: 'gguf' }),
     family: z.string().nullable().openapi({ example: 'llama' }),
     parameter_size: z.string().nullable().openapi({ example: '3.2B' }),

@@ -41,7 +41,8 @@ const visionRequest = {
   query: GenerationQuery,
   body: {
     required: true,
-    description: 'The images, as multipart files in the field `images` or as JSON base64 strings. Limits: MINATO_MAX_IMAGES images of at most MINATO_MAX_IMAGE_BYTES each.',
+    description:
+      'The images, as multipart files in the field `images` or as JSON base64 strings. Limits: MINATO_MAX_IMAGES images of at most MINATO_MAX_IMAGE_BYTES each.',
     content: {
       'multipart/form-data': { schema: ref(MULTIPART_BODY_NAME) },
       'application/json': { schema: ref(JSON_BODY_NAME) },
