@@ -72,6 +72,8 @@ const EnvSchema = z.object({
   MINATO_FIRST_BYTE_TIMEOUT: seconds(300),
   /** Longest silence allowed between two lines of a running stream. */
   MINATO_STREAM_IDLE_TIMEOUT: seconds(120),
+  /** Longest silence between pull progress lines: Ollama is silent while it verifies a large model's digest. */
+  MINATO_PULL_IDLE_TIMEOUT: seconds(900),
   /** Time allowed for quick metadata calls (`/api/show`, `/api/tags`, `/api/version`). */
   MINATO_METADATA_TIMEOUT: seconds(10),
   /** How long a model's `/api/show` capabilities are cached. */
@@ -97,6 +99,7 @@ export type Config = {
   host: string;
   firstByteTimeoutMs: number;
   streamIdleTimeoutMs: number;
+  pullIdleTimeoutMs: number;
   metadataTimeoutMs: number;
   capabilitiesTtlMs: number;
   maxImageBytes: number;
@@ -130,6 +133,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     host: e.HOST,
     firstByteTimeoutMs: e.MINATO_FIRST_BYTE_TIMEOUT * 1000,
     streamIdleTimeoutMs: e.MINATO_STREAM_IDLE_TIMEOUT * 1000,
+    pullIdleTimeoutMs: e.MINATO_PULL_IDLE_TIMEOUT * 1000,
     metadataTimeoutMs: e.MINATO_METADATA_TIMEOUT * 1000,
     capabilitiesTtlMs: e.MINATO_CAPABILITIES_TTL * 1000,
     maxImageBytes: e.MINATO_MAX_IMAGE_BYTES,

@@ -3,7 +3,7 @@ import { type ImageSource, imagesJsonBody } from '../lib/images';
 import type { StreamObserver } from '../lib/metrics';
 import type { StreamFormat } from '../lib/ndjson';
 import { type UpstreamCall, upstreamError } from './client';
-import { consumeNdjson, type Deps, streamResponse } from './relay';
+import { answerIdle, consumeNdjson, type Deps, streamResponse } from './relay';
 
 export type { Deps } from './relay';
 
@@ -39,7 +39,7 @@ export async function answerSync(deps: Deps, body: GenerateBody, signal: AbortSi
   let text = '';
   let thinking = '';
   let final: Record<string, unknown> | undefined;
-  await consumeNdjson(deps, call, signal, 'answer', (line) => {
+  await consumeNdjson(answerIdle(deps.config), call, signal, 'answer', (line) => {
     if (typeof line.error === 'string') throw new ApiError(502, `Ollama failed while answering: ${line.error}`, 'upstream_error');
     if (typeof line.response === 'string') text += line.response;
     if (typeof line.thinking === 'string') thinking += line.thinking;
@@ -64,5 +64,5 @@ export async function answerStream(
     const line = (await call.response.text()).trim();
     upstream = new Response(`${line}\n`).body as ReadableStream<Uint8Array>;
   }
-  return streamResponse(deps, call, upstream, format, isFinalGenerateLine, observe);
+  return streamResponse(answerIdle(deps.config), call, upstream, format, isFinalGenerateLine, observe);
 }

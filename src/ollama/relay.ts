@@ -6,9 +6,17 @@ import type { OllamaClient, UpstreamCall } from './client';
 
 export type Deps = { config: Config; ollama: OllamaClient; metrics?: Metrics };
 
+/** The longest silence allowed from Ollama, and the setting that says so (named in errors). */
+export type IdleDeadline = { ms: number; setting: string };
+
+/** Between the lines of an answer. */
+export const answerIdle = (config: Config): IdleDeadline => ({ ms: config.streamIdleTimeoutMs, setting: 'MINATO_STREAM_IDLE_TIMEOUT' });
+/** Between pull progress lines: Ollama says nothing while it verifies a downloaded model's digest. */
+export const pullIdle = (config: Config): IdleDeadline => ({ ms: config.pullIdleTimeoutMs, setting: 'MINATO_PULL_IDLE_TIMEOUT' });
+
 /** A relayed NDJSON stream as a streamed Response in the client's format. */
 export function streamResponse(
-  { config }: Deps,
+  idle: IdleDeadline,
   call: UpstreamCall,
   body: ReadableStream<Uint8Array>,
   format: StreamFormat,
@@ -18,8 +26,8 @@ export function streamResponse(
 ): Response {
   const stream = relayNdjson(body, {
     format,
-    idleTimeoutMs: config.streamIdleTimeoutMs,
-    idleSetting: 'MINATO_STREAM_IDLE_TIMEOUT',
+    idleTimeoutMs: idle.ms,
+    idleSetting: idle.setting,
     abortUpstream: call.abort,
     isFinalLine,
     observer: observe?.(),
@@ -32,24 +40,24 @@ export function streamResponse(
 
 /**
  * Reads an upstream NDJSON body to its end where Minato answers only once it is over (the
- * synchronous answer, a waiting install). Silence past MINATO_STREAM_IDLE_TIMEOUT is a 504, a
+ * synchronous answer, a waiting install). Silence past the idle deadline is a 504, a
  * dropped connection a 502, a client that left stops it; the upstream request is always released.
  */
 export async function consumeNdjson(
-  { config }: Deps,
+  idle: IdleDeadline,
   call: UpstreamCall,
   signal: AbortSignal,
   activity: string,
   onLine: (line: Record<string, unknown>) => void,
 ): Promise<void> {
-  const idleMs = config.streamIdleTimeoutMs;
+  const idleMs = idle.ms;
   let finished = false;
   try {
     if (!call.response.body) throw new ApiError(502, 'Ollama answered with an empty body.', 'upstream_error');
     const lines = readNdjson(call.response.body, idleMs, () => {
       throw new ApiError(
         504,
-        `Ollama sent nothing for ${Math.round(idleMs / 1000)} s during the ${activity} (MINATO_STREAM_IDLE_TIMEOUT); it was stopped.`,
+        `Ollama sent nothing for ${Math.round(idleMs / 1000)} s during the ${activity} (${idle.setting}); it was stopped.`,
         'upstream_timeout',
       );
     });

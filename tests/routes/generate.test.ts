@@ -149,6 +149,9 @@ describe('validation errors', () => {
     await expect422('/llama3.2?message=hi&numa=yes', 'numa');
     expect((await get('/llama3.2?message=hi&numa=1&low_vram=false')).status).toBe(200);
   });
+  test('a stop sequence cannot be empty', async () => {
+    await expect422('/llama3.2?message=hi&stop=', 'stop');
+  });
   test('keep_alive must be seconds or a duration', async () => {
     await expect422('/llama3.2?message=hi&keep_alive=soon', 'keep_alive');
     await expect422('/llama3.2?message=hi&keep_alive=5 minutes', 'keep_alive');

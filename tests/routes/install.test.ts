@@ -69,6 +69,21 @@ describe('POST /install/{model_name}', () => {
     expect(record.completed).toBe(false);
   });
 
+  test('silence during a pull is judged by MINATO_PULL_IDLE_TIMEOUT, not the answer deadline', async () => {
+    const pulls = startHarness({ MINATO_STREAM_IDLE_TIMEOUT: '1', MINATO_PULL_IDLE_TIMEOUT: '2' });
+    try {
+      pulls.ollama.registry.set('verifying', { layers: 1, tickDelayMs: 1500 });
+      pulls.ollama.registry.set('stuck', { layers: 1, tickDelayMs: 5000 });
+      const slow = await fetch(`${pulls.url}/install/verifying`, { method: 'POST' });
+      expect(await json(slow)).toEqual({ status: 'success' });
+      const stuck = await fetch(`${pulls.url}/install/stuck`, { method: 'POST' });
+      expect(stuck.status).toBe(504);
+      expect((await json(stuck)).detail).toContain('MINATO_PULL_IDLE_TIMEOUT');
+    } finally {
+      await pulls.close();
+    }
+  });
+
   test('an invalid name is a 422 before Ollama is called', async () => {
     const before = h.ollama.requests.length;
     const response = await install('bad%20name');

@@ -52,7 +52,7 @@ const keepAlive = z
   });
 
 const stop = z
-  .union([z.string(), z.array(z.string())])
+  .union([z.string().min(1, 'A stop sequence cannot be empty'), z.array(z.string().min(1, 'A stop sequence cannot be empty'))])
   .transform((value) => (Array.isArray(value) ? value : [value]))
   .optional()
   .openapi({

@@ -3,7 +3,7 @@ import { allowLongWait } from '../../lib/long-wait';
 import type { StreamFormat } from '../../lib/ndjson';
 import type { AppRouter } from '../../lib/router';
 import { upstreamError } from '../../ollama/client';
-import { consumeNdjson, type Deps, streamResponse } from '../../ollama/relay';
+import { consumeNdjson, type Deps, pullIdle, streamResponse } from '../../ollama/relay';
 import { install } from './install.routes';
 
 // Ollama's text when the registry has no such model; its own CLI matches this exact string.
@@ -41,11 +41,11 @@ export function registerInstallRoutes(app: AppRouter, deps: Deps) {
     const format = progressFormat(c.req.header('accept'));
     if (format) {
       const isFinal = (line: Record<string, unknown>) => line.status === 'success';
-      return streamResponse(deps, call, body, format, isFinal, c.var.observeStream) as never;
+      return streamResponse(pullIdle(deps.config), call, body, format, isFinal, c.var.observeStream) as never;
     }
 
     let last: Record<string, unknown> | undefined;
-    await consumeNdjson(deps, call, signal, `pull of '${model}'`, (line) => {
+    await consumeNdjson(pullIdle(deps.config), call, signal, `pull of '${model}'`, (line) => {
       if (typeof line.error === 'string') {
         if (line.error.includes(NOT_IN_REGISTRY)) throw notInRegistry(model, line.error);
         throw new ApiError(502, `Ollama could not pull '${model}': ${line.error}`, 'upstream_error');
