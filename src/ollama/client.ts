@@ -107,7 +107,7 @@ export function createOllamaClient({ baseUrl, fetch = globalThis.fetch, probeAft
       if (timedOut) {
         throw new ApiError(
           504,
-          `Ollama sent no answer within ${Math.round(firstByteTimeoutMs / 1000)} s (${timeoutSetting}). A model may still be loading: retry, or raise ${timeoutSetting}.`,
+          `Ollama sent no answer within ${Math.round(firstByteTimeoutMs / 1000)} s (${timeoutSetting}). A model may still be loading, or Ollama is busy with other requests: retry, or raise ${timeoutSetting}.`,
           'upstream_timeout',
         );
       }
