@@ -66,11 +66,14 @@ export function parseObject(text: string): Record<string, unknown> | undefined {
   }
 }
 
-/** The last line of a run of lines that is not blank. */
+/** The last line of a run of lines that is not blank; only that line is decoded. */
 function lastNonBlankLine(lines: Uint8Array | undefined): string {
   if (!lines) return '';
-  const text = decoder.decode(lines).trimEnd();
-  return text.slice(text.lastIndexOf('\n') + 1);
+  let end = lines.length;
+  while (end > 0 && (lines[end - 1] === NEWLINE || lines[end - 1] === 0x0d || lines[end - 1] === 0x20)) end--;
+  if (end === 0) return '';
+  const start = lines.lastIndexOf(NEWLINE, end - 1) + 1;
+  return decoder.decode(lines.subarray(start, end));
 }
 
 /** What a formatter makes of a run of complete lines (each ending in `\n`). */
