@@ -182,7 +182,7 @@ const isAllowedHost = (host: string | null) => {
   );
 };
 
-export function startOllamaDouble(initial: DoubleModel[] = []): OllamaDouble {
+export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { port?: number } = {}): OllamaDouble {
   const models = new Map(initial.map((model) => [model.name, model]));
   const registry = new Map<string, { layers: number; tickDelayMs?: number }>();
   const requests: RecordedRequest[] = [];
@@ -377,7 +377,7 @@ export function startOllamaDouble(initial: DoubleModel[] = []): OllamaDouble {
   }
 
   const server: Server<undefined> = Bun.serve({
-    port: 0,
+    port,
     hostname: '127.0.0.1',
     idleTimeout: 0,
     async fetch(request) {
