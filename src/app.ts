@@ -29,8 +29,8 @@ function routeTable(app: AppRouter): { method: string; path: string; pattern: Re
 
 export function createApp({
   config,
-  ollama = createOllamaClient({ baseUrl: config.ollamaHost }),
   metrics = config.metrics ? createMetrics() : undefined,
+  ollama = createOllamaClient({ baseUrl: config.ollamaHost, onWaiting: metrics?.waiting }),
 }: AppDependencies) {
   const app = createRouter();
   const deps = { config, ollama, metrics };

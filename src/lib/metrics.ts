@@ -57,6 +57,7 @@ export function createMetrics() {
   const upstreamErrors = new Map<string, number>();
   const generations = new Map<string, { tokens: number; evalSeconds: number; lastRate: number }>();
   let streamsInFlight = 0;
+  let waitingOnOllama = 0;
 
   const countRequest = (route: string, method: string, status: number) => {
     const key = `${route}\u0000${method}\u0000${status}`;
@@ -78,6 +79,11 @@ export function createMetrics() {
       countRequest(route, method, status);
       observe(durations, route, seconds);
       observe(firstBytes, route, seconds);
+    },
+
+    /** Requests sent to Ollama that have not had its first byte yet: queued in Ollama, or waiting on a model load. */
+    waiting(delta: 1 | -1) {
+      waitingOnOllama += delta;
     },
 
     upstreamError(kind: string) {
@@ -123,6 +129,11 @@ export function createMetrics() {
         '# HELP minato_streams_in_flight Streamed responses currently open.',
         '# TYPE minato_streams_in_flight gauge',
         `minato_streams_in_flight ${streamsInFlight}`,
+      );
+      lines.push(
+        "# HELP minato_upstream_waiting Requests sent to Ollama still waiting for its first byte: Ollama's queue and model loads, as seen from here.",
+        '# TYPE minato_upstream_waiting gauge',
+        `minato_upstream_waiting ${waitingOnOllama}`,
       );
       lines.push('# HELP minato_upstream_errors_total Trouble with Ollama, by kind.', '# TYPE minato_upstream_errors_total counter');
       for (const [kind, count] of upstreamErrors) lines.push(`minato_upstream_errors_total${labels({ kind })} ${count}`);

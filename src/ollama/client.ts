@@ -9,6 +9,8 @@ export type OllamaClientOptions = {
   fetch?: FetchLike;
   /** After this long without response headers, check that Ollama's port accepts connections at all. */
   probeAfterMs?: number;
+  /** Told when a request starts and stops waiting for Ollama's first byte (+1 / -1), for metrics. */
+  onWaiting?: (delta: 1 | -1) => void;
 };
 
 /**
@@ -53,7 +55,12 @@ export type OllamaClient = {
   call: (path: string, body: unknown, options: CallOptions) => Promise<UpstreamCall>;
 };
 
-export function createOllamaClient({ baseUrl, fetch = globalThis.fetch, probeAfterMs = 750 }: OllamaClientOptions): OllamaClient {
+export function createOllamaClient({
+  baseUrl,
+  fetch = globalThis.fetch,
+  probeAfterMs = 750,
+  onWaiting,
+}: OllamaClientOptions): OllamaClient {
   const call = async (path: string, body: unknown, options: CallOptions): Promise<UpstreamCall> => {
     const { signal, firstByteTimeoutMs, timeoutSetting, method = body === undefined ? 'GET' : 'POST' } = options;
     if (signal?.aborted) throw new ClientGoneError();
@@ -76,6 +83,7 @@ export function createOllamaClient({ baseUrl, fetch = globalThis.fetch, probeAft
         controller.abort(new Error(problem));
       }
     }, probeAfterMs);
+    onWaiting?.(1);
     try {
       // Only our own headers go upstream: never the client's Host, Origin, cookies or
       // Authorization, which Ollama answers with 403 (DNS-rebinding guard and CORS).
@@ -117,6 +125,7 @@ export function createOllamaClient({ baseUrl, fetch = globalThis.fetch, probeAft
         'upstream_unreachable',
       );
     } finally {
+      onWaiting?.(-1);
       settled = true;
       clearTimeout(timer);
       clearTimeout(probe);

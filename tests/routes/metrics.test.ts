@@ -59,6 +59,15 @@ describe('GET /metrics', () => {
     expect(value(text, firstByte)).toBe((value(before, firstByte) ?? 0) + 1);
   });
 
+  test("requests waiting on Ollama's first byte (its queue, a model load) are a gauge", async () => {
+    h.ollama.models.set('loading', { name: 'loading', firstByteDelayMs: 600 });
+    const pending = fetch(`${h.url}/loading?message=hi`).then((response) => response.text());
+    await Bun.sleep(300);
+    expect(value(await scrape(), 'minato_upstream_waiting')).toBe(1);
+    await pending;
+    expect(value(await scrape(), 'minato_upstream_waiting')).toBe(0);
+  });
+
   test('a client that leaves does not leave a stream counted in flight', async () => {
     const { text } = await readChunks(await fetch(`${h.url}/stream/slow-stream?message=hi`), () => true);
     expect(text.length).toBeGreaterThan(0);
