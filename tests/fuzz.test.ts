@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
+import { GenerationQuery } from '../src/routes/generate/generate.schemas';
 import { type Harness, startHarness } from './helpers';
 
 // Property: whatever a client sends, the answer is never a 5xx (Ollama is up and healthy here),
@@ -10,25 +11,8 @@ beforeAll(() => {
 });
 afterAll(() => h.close());
 
-const PARAMETERS = [
-  'message',
-  'system_prompt',
-  'keep_alive',
-  'numa',
-  'num_ctx',
-  'num_keep',
-  'num_batch',
-  'low_vram',
-  'seed',
-  'temperature',
-  'num_predict',
-  'top_k',
-  'top_p',
-  'min_p',
-  'repeat_penalty',
-  'stop',
-  'unknown',
-];
+// Every parameter the routes declare, and one they do not.
+const PARAMETERS = [...Object.keys(GenerationQuery.shape), 'unknown'];
 
 const value = fc.oneof(
   fc.string(),
