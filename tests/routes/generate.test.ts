@@ -45,6 +45,15 @@ describe('GET /{model_name} — synchronous answer', () => {
     expect(Date.now() - started).toBeLessThan(2500);
   });
 
+  test('concurrent answers with characters split across chunks each come out whole', async () => {
+    // Lines are cut in the middle by the double: long runs of 3- and 4-byte characters make sure
+    // many cuts fall inside a character.
+    const tokens = ['空'.repeat(40), '青い'.repeat(21), '🌏'.repeat(33), 'ü'.repeat(50), '。'.repeat(41)];
+    h.ollama.models.set('multibyte', { name: 'multibyte', tokens, tokenDelayMs: 5, splitLines: true });
+    const answers = await Promise.all(Array.from({ length: 8 }, () => get('/multibyte?message=hi').then(json)));
+    for (const answer of answers) expect(answer.response).toBe(tokens.join(''));
+  });
+
   test('forwards the prompt and only the parameters the client set', async () => {
     await get('/llama3.2?message=hi');
     expect(h.ollama.last('/api/generate')?.body).toEqual({ model: 'llama3.2', prompt: 'hi', stream: true });
