@@ -125,6 +125,24 @@ describe('Ollama trouble on every endpoint', () => {
     }
   });
 
+  test('OLLAMA_HOST pointing at something that is not Ollama: a 502 that says so, for whole answers and streams', async () => {
+    const notOllama = Bun.serve({
+      port: 0,
+      fetch: () => new Response('<html><body>It works!</body></html>\n', { headers: { 'Content-Type': 'text/html' } }),
+    });
+    const wrong = startHarness({ OLLAMA_HOST: `127.0.0.1:${notOllama.port}` });
+    try {
+      const sync = await fetch(`${wrong.url}/llama3.2?message=hi`);
+      expect(sync.status).toBe(502);
+      expect((await json(sync)).detail).toContain('not JSON');
+      const stream = await (await fetch(`${wrong.url}/stream/llama3.2?message=hi`)).text();
+      expect(JSON.parse(stream.trim().split('\n').at(-1)!).error).toContain('before the answer was complete');
+    } finally {
+      await wrong.close();
+      await notOllama.stop(true);
+    }
+  });
+
   test("Ollama's full queue on the vision routes is a 503 with Retry-After", async () => {
     h.ollama.busy = true;
     try {

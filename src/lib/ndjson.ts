@@ -144,6 +144,19 @@ type ReadResult = { done: true; value?: undefined } | { done: false; value: Uint
 
 class IdleTimeout extends Error {}
 
+/** A line that is not a JSON object: whatever answered is not speaking Ollama's NDJSON. */
+export class MalformedLine extends Error {
+  constructor(line: string) {
+    super(`a line that is not JSON: ${JSON.stringify(line.length > 80 ? `${line.slice(0, 80)}…` : line)}`);
+  }
+}
+
+function objectOrThrow(line: string): Record<string, unknown> {
+  const value = parseObject(line);
+  if (!value) throw new MalformedLine(line);
+  return value;
+}
+
 /**
  * One lazily re-armed timer per stream rather than one per read (profiling showed a timer and a
  * promise per chunk costing a fifth of the streaming throughput): a read only notes when it
@@ -371,12 +384,12 @@ export async function* readNdjson(
       while (newline !== -1) {
         const line = buffered.slice(0, newline);
         buffered = buffered.slice(newline + 1);
-        if (line.trim() !== '') yield JSON.parse(line) as Record<string, unknown>;
+        if (line.trim() !== '') yield objectOrThrow(line);
         newline = buffered.indexOf('\n');
       }
     }
     buffered += decoder.decode();
-    if (buffered.trim() !== '') yield JSON.parse(buffered) as Record<string, unknown>;
+    if (buffered.trim() !== '') yield objectOrThrow(buffered);
   } finally {
     watchdog.stop();
     reader.cancel().catch(() => {});

@@ -1,7 +1,7 @@
 import type { Config } from '../config';
 import { ApiError, ClientGoneError, networkErrorText } from '../lib/errors';
 import type { Metrics, StreamObserver } from '../lib/metrics';
-import { type StreamFormat, relayNdjson, readNdjson, STREAM_CONTENT_TYPES, STREAM_HEADERS } from '../lib/ndjson';
+import { MalformedLine, type StreamFormat, relayNdjson, readNdjson, STREAM_CONTENT_TYPES, STREAM_HEADERS } from '../lib/ndjson';
 import type { OllamaClient, UpstreamCall } from './client';
 
 export type Deps = { config: Config; ollama: OllamaClient; metrics?: Metrics };
@@ -66,6 +66,9 @@ export async function consumeNdjson(
   } catch (error) {
     if (signal.aborted) throw new ClientGoneError();
     if (error instanceof ApiError) throw error;
+    if (error instanceof MalformedLine) {
+      throw new ApiError(502, `Ollama sent ${error.message}. Check that OLLAMA_HOST points at Ollama.`, 'upstream_error');
+    }
     throw new ApiError(
       502,
       `Lost the connection to Ollama during the ${activity} (${networkErrorText(error)}). Retry the request.`,
