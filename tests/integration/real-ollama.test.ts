@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { loadConfig } from '../../src/config';
 import { startServer } from '../../src/server';
-import { json, readChunks } from '../helpers';
+import { json, readChunks, TINY_PNG } from '../helpers';
 
 // Runs only where a real Ollama is reachable: OLLAMA_TEST_HOST=127.0.0.1:11434 bun test tests/integration
 // OLLAMA_TEST_MODEL picks the model (default: the smallest one Ollama has installed).
@@ -48,6 +48,30 @@ describe.skipIf(!host)('against a real Ollama (OLLAMA_TEST_HOST)', () => {
     expect(response.status).toBe(404);
     expect((await json(response)).detail).toContain('/install/');
   });
+
+  test('SSE and plain text from the real thing', async () => {
+    const sse = await (await fetch(`${url}/stream/${model}?message=Hi&num_predict=8`, { headers: { Accept: 'text/event-stream' } })).text();
+    expect(sse).toStartWith('id: 1\ndata: {');
+    const text = await fetch(`${url}/stream/${model}?message=Hi&num_predict=8`, { headers: { Accept: 'text/plain' } });
+    expect(text.headers.get('content-type')).toStartWith('text/plain');
+    await text.text();
+  }, 300_000);
+
+  // OLLAMA_TEST_VISION_MODEL names an installed model with the vision capability (e.g. llava).
+  test.skipIf(!process.env.OLLAMA_TEST_VISION_MODEL)(
+    'a vision answer about a tiny image',
+    async () => {
+      const form = new FormData();
+      form.append('images', new Blob([TINY_PNG]), 'dot.png');
+      const response = await fetch(`${url}/vision/${process.env.OLLAMA_TEST_VISION_MODEL}?message=What%20colour%3F&num_predict=16`, {
+        method: 'POST',
+        body: form,
+      });
+      expect(response.status).toBe(200);
+      expect(typeof (await json(response)).response).toBe('string');
+    },
+    300_000,
+  );
 
   test('preloading with an empty message', async () => {
     const body = await json(await fetch(`${url}/${model}?message=`));
