@@ -48,14 +48,29 @@ const imageTooLarge = (index: number | undefined, config: Config) =>
 const tooManyImages = (count: number | string, config: Config) =>
   new ApiError(413, `At most ${config.maxImages} images per request (MINATO_MAX_IMAGES); got ${count}.`, 'too_many_images');
 
+/** A Content-Length over the limit is refused before a byte is read. */
+function refuseDeclaredOversize(request: Request, limit: number) {
+  const declared = Number(request.headers.get('content-length') ?? Number.NaN);
+  if (declared > limit) throw tooLarge(limit);
+}
+
+/** What a failed read of the request body means for the client. */
+function bodyReadError(error: unknown, limit: number): ApiError {
+  // Bun itself stops a body at Bun.serve's maxRequestBodySize (set just above our limits).
+  if (String(error).includes('maxRequestBodySize')) return tooLarge(limit);
+  return new ApiError(400, 'The request body could not be read to the end (the upload was interrupted).', 'malformed_body');
+}
+
+/** A form field without a filename or type: base64 text rather than a file. */
+const isTextField = (part: Part) => part.filename === undefined && part.contentType === undefined;
+
 /**
  * Reads a request body, giving up with 413 as soon as it passes `limit` bytes (or `inspect`
  * throws): an oversized upload is refused on its Content-Length, or mid-way for a chunked one,
  * never held whole.
  */
-export async function readBodyLimited(request: Request, limit: number, inspect?: (chunk: Uint8Array) => void): Promise<Uint8Array> {
-  const declared = Number(request.headers.get('content-length') ?? Number.NaN);
-  if (declared > limit) throw tooLarge(limit);
+export async function readBodyLimited(request: Request, limit: number): Promise<Uint8Array> {
+  refuseDeclaredOversize(request, limit);
   if (!request.body) return new Uint8Array(0);
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
@@ -66,15 +81,12 @@ export async function readBodyLimited(request: Request, limit: number, inspect?:
       try {
         next = await reader.read();
       } catch (error) {
-        // Bun itself stops a body at Bun.serve's maxRequestBodySize (set just above our limits).
-        if (String(error).includes('maxRequestBodySize')) throw tooLarge(limit);
-        throw new ApiError(400, 'The request body could not be read to the end (the upload was interrupted).', 'malformed_body');
+        throw bodyReadError(error, limit);
       }
       const { done, value } = next;
       if (done || !value) break;
       total += value.length;
       if (total > limit) throw tooLarge(limit);
-      inspect?.(value);
       chunks.push(value);
     }
   } catch (error) {
@@ -149,8 +161,7 @@ async function readMultipartImages(request: Request, contentType: string, config
   const boundary = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
   if (!boundary) throw new ApiError(400, 'The multipart/form-data Content-Type has no boundary.', 'malformed_body');
   const limit = maxMultipartBodyBytes(config);
-  const declared = Number(request.headers.get('content-length') ?? Number.NaN);
-  if (declared > limit) throw tooLarge(limit);
+  refuseDeclaredOversize(request, limit);
   if (!request.body) throw invalid(['body', 'images'], 'Field required: at least one image', 'missing');
   let total = 0;
   let images = 0;
@@ -169,8 +180,7 @@ async function readMultipartImages(request: Request, contentType: string, config
           if (images > config.maxImages) throw tooManyImages(`more than ${config.maxImages}`, config);
         }
         // A text field holds base64, a third larger than the bytes it stands for.
-        const allowed =
-          part.filename === undefined && part.contentType === undefined ? base64Length(config.maxImageBytes) + 256 : config.maxImageBytes;
+        const allowed = isTextField(part) ? base64Length(config.maxImageBytes) + 256 : config.maxImageBytes;
         if (part.size > allowed) throw imageTooLarge(images - 1, config);
       },
     });
@@ -178,15 +188,12 @@ async function readMultipartImages(request: Request, contentType: string, config
     if (error instanceof ApiError) throw error;
     if (error instanceof MultipartError)
       throw new ApiError(400, `The multipart/form-data body is malformed: ${error.message}.`, 'malformed_body');
-    // Bun itself stops a body at Bun.serve's maxRequestBodySize (set just above our limits).
-    if (String(error).includes('maxRequestBodySize')) throw tooLarge(limit);
-    throw new ApiError(400, 'The request body could not be read to the end (the upload was interrupted).', 'malformed_body');
+    throw bodyReadError(error, limit);
   }
   return parts
     .filter((part) => part.name === 'images')
     .map((part, index) => {
-      if (part.filename === undefined && part.contentType === undefined)
-        return base64Image(Buffer.concat(part.chunks).toString('latin1'), index, config);
+      if (isTextField(part)) return base64Image(Buffer.concat(part.chunks).toString('latin1'), index, config);
       if (part.size === 0) throw invalid(['body', 'images', index], 'The file is empty');
       const head =
         part.chunks.length === 1 || (part.chunks[0]?.length ?? 0) >= 32 ? part.chunks[0]! : Buffer.concat(part.chunks).subarray(0, 32);

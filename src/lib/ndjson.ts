@@ -26,7 +26,7 @@ export const STREAM_HEADERS = {
  * bare text, anything else (including `*\/*` and `application/x-ndjson`) Ollama's NDJSON.
  * Quality values are honoured; among equals the order of the header wins.
  */
-export function negotiateStreamFormat(accept: string | undefined, allowText = true): StreamFormat {
+export function negotiateStreamFormat(accept: string | undefined): StreamFormat {
   if (!accept) return 'ndjson';
   let best: { format: StreamFormat; q: number } | undefined;
   for (const part of accept.split(',')) {
@@ -40,7 +40,7 @@ export function negotiateStreamFormat(accept: string | undefined, allowText = tr
         ? 'ndjson'
         : type === 'text/event-stream'
           ? 'sse'
-          : type === 'text/plain' && allowText
+          : type === 'text/plain'
             ? 'text'
             : undefined;
     if (format && (!best || q > best.q)) best = { format, q };
@@ -83,12 +83,8 @@ type Formatter = (lines: Uint8Array) => Formatted;
 const splitLines = (bytes: Uint8Array) => decoder.decode(bytes).split('\n').slice(0, -1);
 
 const errorMessageOf = (line: string) => {
-  try {
-    const { error } = JSON.parse(line) as { error?: unknown };
-    return typeof error === 'string' ? error : line;
-  } catch {
-    return line;
-  }
+  const error = parseObject(line)?.error;
+  return typeof error === 'string' ? error : line;
 };
 
 /**
@@ -114,24 +110,21 @@ function sseFormatter(): Formatter {
 export const isEventSourceReconnect = (headers: { header(name: string): string | undefined }) =>
   headers.header('last-event-id') !== undefined;
 
-// NDJSON, the default, has no formatter: Ollama's bytes go out unchanged, as they arrive.
-const FORMATTERS: Record<'text', Formatter> = {
-  // Bare text deltas, as the original served them; an error cannot be said in-band here.
-  text: (lines) => {
-    let out = '';
-    for (const line of splitLines(lines)) {
-      if (line === '') continue;
-      if (isErrorLine(line)) return { output: encoder.encode(out), error: errorMessageOf(line) };
-      try {
-        const value = JSON.parse(line) as { response?: unknown; message?: { content?: unknown } };
-        const delta = typeof value.response === 'string' ? value.response : value.message?.content;
-        if (typeof delta === 'string') out += delta;
-      } catch {
-        return { output: encoder.encode(out), error: 'Ollama sent a line that is not JSON' };
-      }
+/** Bare text deltas, as the original served them; an error cannot be said in-band here. */
+const textFormatter: Formatter = (lines) => {
+  let out = '';
+  for (const line of splitLines(lines)) {
+    if (line === '') continue;
+    if (isErrorLine(line)) return { output: encoder.encode(out), error: errorMessageOf(line) };
+    try {
+      const value = JSON.parse(line) as { response?: unknown; message?: { content?: unknown } };
+      const delta = typeof value.response === 'string' ? value.response : value.message?.content;
+      if (typeof delta === 'string') out += delta;
+    } catch {
+      return { output: encoder.encode(out), error: 'Ollama sent a line that is not JSON' };
     }
-    return { output: encoder.encode(out) };
-  },
+  }
+  return { output: encoder.encode(out) };
 };
 
 /** Minato's own in-band error, in the client's format (text has none: the stream is aborted instead). */
@@ -220,8 +213,8 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  */
 export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
   const { format, idleTimeoutMs, idleSetting, abortUpstream, isFinalLine, observer } = options;
-  const formatter: Formatter =
-    format === 'ndjson' ? (lines) => ({ output: lines }) : format === 'sse' ? sseFormatter() : FORMATTERS[format];
+  // NDJSON, the default, has no formatter on the hot path: Ollama's bytes go out as they arrive.
+  const formatter: Formatter = format === 'ndjson' ? (lines) => ({ output: lines }) : format === 'sse' ? sseFormatter() : textFormatter;
   const reader = upstream.getReader();
   let partial: Uint8Array | undefined;
   // The last run of complete lines, kept whole (no subarray per chunk: thousands of streams each
