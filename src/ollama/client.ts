@@ -1,5 +1,6 @@
 import { createConnection } from 'node:net';
 import { ApiError, ClientGoneError, networkErrorText } from '../lib/errors';
+import { parseObject } from '../lib/ndjson';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -138,12 +139,8 @@ export function createOllamaClient({
 /** Reads Ollama's `{"error": "..."}` body; Ollama also answers some errors with an empty or text body. */
 export async function readUpstreamError(response: Response): Promise<string> {
   const text = await response.text().catch(() => '');
-  try {
-    const parsed = JSON.parse(text) as { error?: unknown };
-    if (typeof parsed.error === 'string' && parsed.error !== '') return parsed.error;
-  } catch {
-    // not JSON: fall through
-  }
+  const error = parseObject(text)?.error;
+  if (typeof error === 'string' && error !== '') return error;
   return text.trim() || `HTTP ${response.status}`;
 }
 
