@@ -4,6 +4,13 @@ import { ApiError, ClientGoneError, errorBody } from './lib/errors';
 import { RESERVED_FIRST_SEGMENTS } from './lib/model-name';
 import { createMetrics, type Metrics } from './lib/metrics';
 import { type AppRouter, createRouter } from './lib/router';
+import { createAdmission } from './lib/admission';
+import { createLifecycle, type Lifecycle } from './lib/lifecycle';
+import { createRateLimiter } from './lib/rate-limit';
+import { authenticate } from './middleware/auth';
+import { corsFor } from './middleware/cors';
+import { requestLimits } from './middleware/limits';
+import { type RequestLog, requestContext } from './middleware/request-context';
 import { createCapabilityLookup } from './ollama/capabilities';
 import { createOllamaClient, type OllamaClient } from './ollama/client';
 import { registerDocsRoutes } from './routes/docs';
@@ -14,7 +21,14 @@ import { registerMetrics } from './routes/metrics';
 import { registerModelsRoutes } from './routes/models';
 import { registerVisionRoutes } from './routes/vision';
 
-export type AppDependencies = { config: Config; ollama?: OllamaClient; metrics?: Metrics };
+export type AppDependencies = {
+  config: Config;
+  ollama?: OllamaClient;
+  metrics?: Metrics;
+  lifecycle?: Lifecycle;
+  /** Where the request log goes; stdout when MINATO_LOG_REQUESTS is on. */
+  log?: RequestLog;
+};
 
 /** Route patterns by method, for telling a wrong method (405) from an unknown path (404). */
 function routeTable(app: AppRouter): { method: string; path: string; pattern: RegExp }[] {
@@ -31,14 +45,33 @@ export function createApp({
   config,
   metrics = config.metrics ? createMetrics() : undefined,
   ollama = createOllamaClient({ baseUrl: config.ollamaHost, onWaiting: metrics?.waiting }),
+  lifecycle = createLifecycle(),
+  log = config.logRequests ? (line: string) => process.stdout.write(`${line}\n`) : undefined,
 }: AppDependencies) {
   const app = createRouter();
-  const deps = { config, ollama, metrics };
+  const admission = createAdmission({
+    perModel: config.maxConcurrentPerModel,
+    total: config.maxConcurrent,
+    queuePerModel: config.maxQueuePerModel,
+    queueTotal: config.maxQueue,
+    timeoutMs: config.queueTimeoutMs,
+  });
+  const deps = { config, ollama, metrics, admission };
 
-  if (metrics) registerMetrics(app, config, metrics);
+  // Outermost first: every response gets its request id and log line, even a refused one.
+  app.use('*', requestContext({ metrics, lifecycle, log }));
+  app.use('*', requestLimits(config, lifecycle));
+  if (config.corsOrigins.length > 0) app.use('*', corsFor(config.corsOrigins));
+  app.use('*', authenticate(config, createRateLimiter()));
+
+  if (metrics) {
+    metrics.gauge('minato_queue_waiting', "Generations waiting in Minato's queue for a slot.", () => admission.queued);
+    metrics.gauge('minato_generations_running', 'Generations holding a slot (sent to Ollama).', () => admission.running);
+    registerMetrics(app, config, metrics);
+  }
   // Fixed paths first: `GET /{model_name}` would otherwise capture them.
   registerDocsRoutes(app);
-  registerHealthRoutes(app, deps);
+  registerHealthRoutes(app, deps, lifecycle);
   registerModelsRoutes(app, deps);
   registerInstallRoutes(app, deps);
   registerVisionRoutes(app, deps, createCapabilityLookup(ollama, config));
@@ -75,6 +108,7 @@ export function createApp({
   app.onError((error, c) => {
     if (error instanceof ClientGoneError) return new Response(null, { status: 499 });
     if (error instanceof ApiError) {
+      c.var.record.errorCode = error.code;
       if (error.code.startsWith('upstream_')) metrics?.upstreamError(error.code.slice('upstream_'.length));
       return c.json(errorBody(error), error.statusCode, error.headers);
     }

@@ -1,4 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { type ApiKey, parseKeys } from './lib/api-keys';
+
+const list = (value: string) =>
+  value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
 
 /**
  * Turns the forms Ollama's own CLI accepts for OLLAMA_HOST (`host`, `host:port`, `:port`,
@@ -54,6 +62,17 @@ const seconds = (fallback: number) =>
     .default(fallback);
 const bytes = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
+const flag = (fallback: 'true' | 'false') =>
+  z
+    .enum(['true', 'false', '1', '0'], { message: 'must be true, false, 1 or 0' })
+    .default(fallback)
+    .transform((value) => value === 'true' || value === '1');
+
+/** What is served without a key unless MINATO_PUBLIC_PATHS says otherwise. */
+export const DEFAULT_PUBLIC_PATHS = ['/health', '/ready', '/docs', '/openapi.json'];
+/** What MINATO_PUBLIC_PATHS may list: never a route that reaches the GPU or installs models. */
+export const PUBLIC_PATH_CHOICES = [...DEFAULT_PUBLIC_PATHS, '/metrics'];
+
 const EnvSchema = z.object({
   OLLAMA_HOST: z
     .string()
@@ -85,12 +104,44 @@ const EnvSchema = z.object({
   MINATO_MAX_IMAGE_BYTES: bytes(20 * 1024 * 1024),
   MINATO_MAX_IMAGES: z.coerce.number().int().positive().max(100).default(8),
   /** Serve Prometheus metrics at /metrics. */
-  MINATO_METRICS: z
-    .enum(['true', 'false', '1', '0'], { message: 'must be true, false, 1 or 0' })
-    .default('true')
-    .transform((value) => value === 'true' || value === '1'),
-  /** When set, /metrics wants `Authorization: Bearer <this key>`. */
-  MINATO_METRICS_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+  MINATO_METRICS: flag('true'),
+  /** Removed: a scrape key is now an entry of MINATO_API_KEYS with the `metrics` scope. */
+  MINATO_METRICS_KEY: z
+    .string()
+    .refine(() => false, 'was replaced: list the key in MINATO_API_KEYS as "<key> metrics" (a key that may only read /metrics)')
+    .optional(),
+  /** API keys, comma-separated: `<key or sha256:hex> [scopes…] [id=<name>] [rpm=<n>]`. */
+  MINATO_API_KEYS: z.string().optional(),
+  /** A file of API keys, one entry per line (same syntax), `#` comments allowed. */
+  MINATO_API_KEYS_FILE: z.string().optional(),
+  /** Start on a non-loopback address without any API key (everyone on the network may use the GPU). */
+  MINATO_ALLOW_UNAUTHENTICATED: flag('false'),
+  /** Paths served without a key; `none` for none. */
+  MINATO_PUBLIC_PATHS: z.string().default(DEFAULT_PUBLIC_PATHS.join(',')),
+  /** Browser origins allowed to call the API (CORS), comma-separated; `*` for any. */
+  CORS_ORIGINS: z.string().optional(),
+  /** Requests per minute per key (or per client address when no keys are configured); 0 turns it off. */
+  MINATO_RATE_LIMIT: z.coerce.number().int().min(0).default(600),
+  /** Generations running at once, per model and in all. */
+  MINATO_MAX_CONCURRENT_PER_MODEL: z.coerce.number().int().positive().default(4),
+  MINATO_MAX_CONCURRENT: z.coerce.number().int().positive().default(16),
+  /** Generations waiting for a slot, per model and in all; beyond that, 503. */
+  MINATO_MAX_QUEUE_PER_MODEL: z.coerce.number().int().min(0).default(32),
+  MINATO_MAX_QUEUE: z.coerce.number().int().min(0).default(128),
+  /** Longest wait for a slot before a 503. */
+  MINATO_QUEUE_TIMEOUT: seconds(60),
+  /** Longest time a client may take to send a request body (image uploads). */
+  MINATO_BODY_TIMEOUT: seconds(60),
+  /** Longest time a streaming client may leave the answer unread before it is cut off. */
+  MINATO_CLIENT_STALL_TIMEOUT: seconds(60),
+  /** Size limits: the URL (prompts travel in the query string), all header lines, bodies of routes that take no images. */
+  MINATO_MAX_URL_BYTES: bytes(64 * 1024),
+  MINATO_MAX_HEADER_BYTES: bytes(16 * 1024),
+  MINATO_MAX_BODY_BYTES: bytes(64 * 1024),
+  /** On SIGTERM/SIGINT: how long in-flight requests and streams may take to finish. */
+  MINATO_SHUTDOWN_GRACE: z.coerce.number().min(0).max(3600).default(30),
+  /** One JSON line per request on stdout. */
+  MINATO_LOG_REQUESTS: flag('true'),
 });
 
 export type Config = {
@@ -105,8 +156,28 @@ export type Config = {
   maxImageBytes: number;
   maxImages: number;
   metrics: boolean;
-  metricsKey: string | undefined;
+  apiKeys: ApiKey[];
+  allowUnauthenticated: boolean;
+  publicPaths: string[];
+  corsOrigins: string[];
+  rateLimitPerMinute: number;
+  maxConcurrentPerModel: number;
+  maxConcurrent: number;
+  maxQueuePerModel: number;
+  maxQueue: number;
+  queueTimeoutMs: number;
+  bodyTimeoutMs: number;
+  clientStallTimeoutMs: number;
+  maxUrlBytes: number;
+  maxHeaderBytes: number;
+  maxBodyBytes: number;
+  shutdownGraceMs: number;
+  logRequests: boolean;
 };
+
+/** 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach. */
+export const isLoopback = (host: string) =>
+  /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || ['::1', '[::1]', 'localhost'].includes(host.toLowerCase());
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -127,6 +198,39 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
   const e = result.data;
+  const problems: string[] = [];
+  let apiKeys: ApiKey[] = [];
+  try {
+    let file: { path: string; text: string } | undefined;
+    if (e.MINATO_API_KEYS_FILE) {
+      try {
+        file = { path: e.MINATO_API_KEYS_FILE, text: readFileSync(e.MINATO_API_KEYS_FILE, 'utf8') };
+      } catch (error) {
+        throw new Error(`MINATO_API_KEYS_FILE: cannot read ${e.MINATO_API_KEYS_FILE} (${(error as NodeJS.ErrnoException).code ?? error})`);
+      }
+    }
+    apiKeys = parseKeys(e.MINATO_API_KEYS, file);
+  } catch (error) {
+    problems.push(...(error as Error).message.split('\n'));
+  }
+  const publicPaths = e.MINATO_PUBLIC_PATHS.trim() === 'none' ? [] : list(e.MINATO_PUBLIC_PATHS);
+  for (const path of publicPaths) {
+    if (!PUBLIC_PATH_CHOICES.includes(path)) {
+      problems.push(`MINATO_PUBLIC_PATHS: "${path}" cannot be public; choose from ${PUBLIC_PATH_CHOICES.join(', ')}, or none`);
+    }
+  }
+  const corsOrigins = list(e.CORS_ORIGINS ?? '');
+  for (const origin of corsOrigins) {
+    if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      problems.push(`CORS_ORIGINS: "${origin}" is not an origin (scheme://host[:port], no path), nor *`);
+    }
+  }
+  if (apiKeys.length === 0 && !isLoopback(e.HOST) && !e.MINATO_ALLOW_UNAUTHENTICATED) {
+    problems.push(
+      `HOST=${e.HOST}: refusing to listen beyond this machine without API keys, which would let anyone who can reach it run models on the GPU and install models. Set MINATO_API_KEYS (or MINATO_API_KEYS_FILE), or MINATO_ALLOW_UNAUTHENTICATED=true if a proxy in front already authenticates.`,
+    );
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
   return {
     ollamaHost: e.OLLAMA_HOST,
     port: e.PORT,
@@ -139,6 +243,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxImageBytes: e.MINATO_MAX_IMAGE_BYTES,
     maxImages: e.MINATO_MAX_IMAGES,
     metrics: e.MINATO_METRICS,
-    metricsKey: e.MINATO_METRICS_KEY,
+    apiKeys,
+    allowUnauthenticated: e.MINATO_ALLOW_UNAUTHENTICATED,
+    publicPaths,
+    corsOrigins,
+    rateLimitPerMinute: e.MINATO_RATE_LIMIT,
+    maxConcurrentPerModel: e.MINATO_MAX_CONCURRENT_PER_MODEL,
+    maxConcurrent: e.MINATO_MAX_CONCURRENT,
+    maxQueuePerModel: e.MINATO_MAX_QUEUE_PER_MODEL,
+    maxQueue: e.MINATO_MAX_QUEUE,
+    queueTimeoutMs: e.MINATO_QUEUE_TIMEOUT * 1000,
+    bodyTimeoutMs: e.MINATO_BODY_TIMEOUT * 1000,
+    clientStallTimeoutMs: e.MINATO_CLIENT_STALL_TIMEOUT * 1000,
+    maxUrlBytes: e.MINATO_MAX_URL_BYTES,
+    maxHeaderBytes: e.MINATO_MAX_HEADER_BYTES,
+    maxBodyBytes: e.MINATO_MAX_BODY_BYTES,
+    shutdownGraceMs: e.MINATO_SHUTDOWN_GRACE * 1000,
+    logRequests: e.MINATO_LOG_REQUESTS,
   };
 }

@@ -10,6 +10,9 @@ try {
   process.exit(1);
 }
 
+const log = (msg: string, fields: Record<string, unknown> = {}) =>
+  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'info', msg, ...fields })}\n`);
+
 // Bun's fetch runs at most 256 requests at once (BUN_CONFIG_MAX_HTTP_REQUESTS, read only when
 // the process starts); more concurrent generations would wait inside Bun, invisibly. The start
 // script raises it; say so when Minato was started some other way.
@@ -18,6 +21,30 @@ if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) {
     'minato: BUN_CONFIG_MAX_HTTP_REQUESTS is not set, so at most 256 requests to Ollama run at once; start with `bun run start`, which sets it.',
   );
 }
+// Bun refuses a request line plus headers over 16 KiB with an empty 431 before Minato sees it;
+// prompts travel in the query string, so the start script raises that to fit MINATO_MAX_URL_BYTES.
+if (!process.execArgv.some((arg) => arg.startsWith('--max-http-header-size'))) {
+  console.warn(
+    'minato: started without --max-http-header-size, so Bun cuts URLs and headers over 16 KiB with an empty 431; start with `bun run start`.',
+  );
+}
 
-const server = startServer({ config });
-console.log(`minato: listening on http://${server.hostname}:${server.port} (Ollama at ${config.ollamaHost}; API reference at /docs)`);
+const { server, shutdown } = startServer({ config });
+log('listening', {
+  url: `http://${server.hostname}:${server.port}`,
+  ollama: config.ollamaHost,
+  docs: '/docs',
+  auth: config.apiKeys.length > 0 ? `${config.apiKeys.length} API keys` : 'off (no MINATO_API_KEYS)',
+});
+
+let stopping = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, async () => {
+    if (stopping) return;
+    stopping = true;
+    log('draining', { signal, grace_s: config.shutdownGraceMs / 1000 });
+    const { drained, cutOff } = await shutdown();
+    log('stopped', { drained, cut_off: cutOff });
+    process.exit(0);
+  });
+}

@@ -25,7 +25,7 @@ export type Harness = {
 export function startHarness(env: Record<string, string> = {}, models: DoubleModel[] = DEFAULT_MODELS): Harness {
   const ollama = startOllamaDouble(models.map((model) => ({ ...model })));
   const config = loadConfig({ OLLAMA_HOST: ollama.url, ...env });
-  const server = startServer({ config }, { port: 0, hostname: '127.0.0.1' });
+  const { server } = startServer({ config, log: undefined }, { port: 0, hostname: '127.0.0.1' });
   return {
     ollama,
     url: `http://127.0.0.1:${server.port}`,

@@ -40,12 +40,24 @@ function renderHistogram(lines: string[], name: string, help: string, histograms
   }
 }
 
-/** What a streamed answer reports to the metrics as it goes; all calls are cheap. */
+/** How a streamed answer ended. */
+export type StreamEnd = {
+  /** The final line's object, when the stream ended properly (or with Ollama's error line). */
+  final?: Record<string, unknown>;
+  /** What went wrong, as counted in minato_upstream_errors_total. */
+  errorKind?: string;
+  /** The client went away before the end. */
+  clientAborted?: boolean;
+  /** Bytes handed to the client. */
+  bytes: number;
+};
+
+/** What a streamed answer reports as it goes (to the metrics, the request log, …); all calls are cheap. */
 export type StreamObserver = {
   /** The first bytes were handed to the client. */
   firstByte: () => void;
-  /** The stream ended: normally with its final line's object, or with an error kind. */
-  end: (final: Record<string, unknown> | undefined, errorKind?: string) => void;
+  /** The stream ended, called once. */
+  end: (result: StreamEnd) => void;
 };
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -58,6 +70,7 @@ export function createMetrics() {
   const generations = new Map<string, { tokens: number; evalSeconds: number; lastRate: number }>();
   let streamsInFlight = 0;
   let waitingOnOllama = 0;
+  const gauges: { name: string; help: string; read: () => number }[] = [];
 
   const countRequest = (route: string, method: string, status: number) => {
     const key = `${route}\u0000${method}\u0000${status}`;
@@ -86,6 +99,11 @@ export function createMetrics() {
       waitingOnOllama += delta;
     },
 
+    /** A gauge read when the metrics are rendered (queue depth, slots in use, …). */
+    gauge(name: string, help: string, read: () => number) {
+      gauges.push({ name, help, read });
+    },
+
     upstreamError(kind: string) {
       upstreamErrors.set(kind, (upstreamErrors.get(kind) ?? 0) + 1);
     },
@@ -98,13 +116,14 @@ export function createMetrics() {
       let ended = false;
       return {
         firstByte: () => observe(firstBytes, route, (performance.now() - startedAt) / 1000),
-        end: (final, errorKind) => {
+        end: ({ final, errorKind }) => {
           if (ended) return;
           ended = true;
           streamsInFlight--;
           countRequest(route, method, 200);
           observe(durations, route, (performance.now() - startedAt) / 1000);
-          if (errorKind) upstreamErrors.set(errorKind, (upstreamErrors.get(errorKind) ?? 0) + 1);
+          // Only Ollama's trouble: a stalled client or a queue timeout is not an upstream error.
+          if (errorKind?.startsWith('stream_')) upstreamErrors.set(errorKind, (upstreamErrors.get(errorKind) ?? 0) + 1);
           // Only the final line is ever parsed (by the relay): the bytes that passed were not looked at.
           if (final?.done === true && typeof final.model === 'string') generation(final.model, final.eval_count, final.eval_duration);
         },
@@ -135,6 +154,8 @@ export function createMetrics() {
         '# TYPE minato_upstream_waiting gauge',
         `minato_upstream_waiting ${waitingOnOllama}`,
       );
+      for (const gauge of gauges)
+        lines.push(`# HELP ${gauge.name} ${gauge.help}`, `# TYPE ${gauge.name} gauge`, `${gauge.name} ${gauge.read()}`);
       lines.push('# HELP minato_upstream_errors_total Trouble with Ollama, by kind.', '# TYPE minato_upstream_errors_total counter');
       for (const [kind, count] of upstreamErrors) lines.push(`minato_upstream_errors_total${labels({ kind })} ${count}`);
       lines.push(

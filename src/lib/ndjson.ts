@@ -155,27 +155,51 @@ function objectOrThrow(line: string): Record<string, unknown> {
  * promise per chunk costing a fifth of the streaming throughput): a read only notes when it
  * started waiting. Silence counts only while Minato waits on Ollama, not while a slow client is
  * still reading. When it expires the reader is cancelled, which ends the pending read.
+ *
+ * The same timer watches the other side when `stall` is given: a client that leaves what it was
+ * handed unread (its socket buffer full) for `stall.ms` is cut off, since it holds a generation
+ * slot and Ollama's runner blocked on its writes.
  */
-function idleWatchdog(reader: { cancel(reason?: unknown): Promise<void> }, idleTimeoutMs: number) {
+function idleWatchdog(
+  reader: { cancel(reason?: unknown): Promise<void> },
+  idleTimeoutMs: number,
+  stall?: { ms: number; onStall: () => void },
+) {
   let waitingSince = 0;
+  let handedOverAt = 0;
   let expired = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const check = () => {
-    const silent = waitingSince === 0 ? 0 : performance.now() - waitingSince;
+    const now = performance.now();
+    const silent = waitingSince === 0 ? 0 : now - waitingSince;
     if (silent >= idleTimeoutMs) {
       expired = true;
       reader.cancel(new IdleTimeout()).catch(() => {});
-    } else {
-      timer = setTimeout(check, idleTimeoutMs - silent);
+      return;
     }
+    let next = idleTimeoutMs - silent;
+    if (stall) {
+      const unread = handedOverAt === 0 ? 0 : now - handedOverAt;
+      if (unread >= stall.ms) {
+        stall.onStall();
+        return;
+      }
+      next = Math.min(next, stall.ms - unread);
+    }
+    timer = setTimeout(check, next);
   };
-  timer = setTimeout(check, idleTimeoutMs);
+  timer = setTimeout(check, stall ? Math.min(idleTimeoutMs, stall.ms) : idleTimeoutMs);
   return {
     waiting: () => {
       waitingSince = performance.now();
+      handedOverAt = 0;
     },
     idle: () => {
       waitingSince = 0;
+    },
+    /** A chunk was handed to the client; the next pull says it was taken. */
+    handedOver: () => {
+      handedOverAt = performance.now();
     },
     get expired() {
       return expired;
@@ -193,8 +217,10 @@ export type RelayOptions = {
   abortUpstream: (reason?: unknown) => void;
   /** Whether the stream's last object is a proper end (a `done: true` line, a final status). */
   isFinalLine: (line: Record<string, unknown>) => boolean;
-  /** Told of the first byte and of the end (with the final line, which it may read), when metrics are on. */
+  /** Told of the first byte and of the end (with the final line, which it may read). */
   observer?: StreamObserver;
+  /** Cut off a client that leaves the stream unread this long (MINATO_CLIENT_STALL_TIMEOUT). */
+  stallTimeoutMs?: number;
 };
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -212,7 +238,7 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  * cancels the stream, which aborts the upstream request.
  */
 export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
-  const { format, idleTimeoutMs, idleSetting, abortUpstream, isFinalLine, observer } = options;
+  const { format, idleTimeoutMs, idleSetting, abortUpstream, isFinalLine, observer, stallTimeoutMs } = options;
   // NDJSON, the default, has no formatter on the hot path: Ollama's bytes go out as they arrive.
   const formatter: Formatter = format === 'ndjson' ? (lines) => ({ output: lines }) : format === 'sse' ? sseFormatter() : textFormatter;
   const reader = upstream.getReader();
@@ -221,123 +247,149 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
   // relaying lines allocate enough already); its last line is only looked at when the stream ends.
   let lastChunk: Uint8Array | undefined;
   let started = false;
+  let sent = 0;
   const send = (controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
     if (!started) {
       started = true;
       observer?.firstByte();
     }
+    sent += bytes.length;
     controller.enqueue(bytes);
+    // Every send ends a pull; the next pull (the client took it) clears this.
+    watchdog.handedOver();
   };
 
-  const watchdog = idleWatchdog(reader, idleTimeoutMs);
+  let downstream: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const watchdog = idleWatchdog(
+    reader,
+    idleTimeoutMs,
+    stallTimeoutMs === undefined
+      ? undefined
+      : {
+          ms: stallTimeoutMs,
+          onStall: () => {
+            // Nothing can be said in-band to a client that does not read: end the response.
+            abortUpstream(new Error('client stopped reading'));
+            reader.cancel().catch(() => {});
+            observer?.end({ errorKind: 'client_stalled', bytes: sent });
+            downstream?.error();
+          },
+        },
+  );
   const stopWatchdog = watchdog.stop;
 
   const fail = (controller: ReadableStreamDefaultController<Uint8Array>, message: string, kind: string) => {
     stopWatchdog();
     abortUpstream(new Error(message));
     reader.cancel().catch(() => {});
-    observer?.end(undefined, kind);
     if (format === 'text') {
+      observer?.end({ errorKind: kind, bytes: sent });
       // Plain text cannot say "error" in-band: abort the response so the client cannot take a
       // broken answer for a whole one. No reason is given: Bun prints an Error reason's stack to
       // stderr for every such stream, and the client only ever sees a reset connection.
       controller.error();
     } else {
       send(controller, inBandError(format, message));
+      observer?.end({ errorKind: kind, bytes: sent });
       controller.close();
+    }
+  };
+
+  const pullLines = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    for (;;) {
+      let result: ReadResult;
+      watchdog.waiting();
+      try {
+        result = (await reader.read()) as ReadResult;
+        if (watchdog.expired) throw new IdleTimeout();
+      } catch (error) {
+        if (error instanceof IdleTimeout) {
+          fail(
+            controller,
+            `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the generation was stopped.`,
+            'stream_idle_timeout',
+          );
+        } else {
+          fail(
+            controller,
+            `Lost the connection to Ollama mid-stream (${networkErrorText(error)}); the answer is incomplete.`,
+            'stream_connection_lost',
+          );
+        }
+        return;
+      } finally {
+        watchdog.idle();
+      }
+      if (result.done) {
+        if (partial?.length) {
+          // Ollama ends every line with \n; a last line without one still counts if it is whole JSON.
+          const text = decoder.decode(partial).trim();
+          partial = undefined;
+          if (text !== '') {
+            if (!parseObject(text)) {
+              fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
+              return;
+            }
+            lastChunk = encoder.encode(`${text}\n`);
+            const { output, error } = formatter(lastChunk);
+            if (output?.length) send(controller, output);
+            if (error !== undefined) {
+              fail(controller, error, 'stream_error_line');
+              return;
+            }
+          }
+        }
+        const final = parseObject(lastNonBlankLine(lastChunk));
+        const failed = typeof final?.error === 'string';
+        if (!final || !(failed || isFinalLine(final))) {
+          fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
+        } else {
+          stopWatchdog();
+          observer?.end({ final, errorKind: failed ? 'stream_error_line' : undefined, bytes: sent });
+          controller.close();
+        }
+        return;
+      }
+      let chunk = result.value;
+      if (partial) {
+        chunk = concat(partial, chunk);
+        partial = undefined;
+      }
+      const end = chunk.lastIndexOf(NEWLINE);
+      if (end === -1) {
+        partial = chunk;
+        continue;
+      }
+      const lines = end === chunk.length - 1 ? chunk : chunk.subarray(0, end + 1);
+      if (end < chunk.length - 1) partial = chunk.slice(end + 1);
+      lastChunk = lines;
+      if (format === 'ndjson') {
+        // The hot path: no formatter call, no result object.
+        send(controller, lines);
+        return;
+      }
+      const { output, error } = formatter(lines);
+      if (error !== undefined) {
+        if (output?.length) send(controller, output);
+        fail(controller, error, 'stream_error_line');
+        return;
+      }
+      if (output?.length) {
+        send(controller, output);
+        return;
+      }
     }
   };
 
   return new ReadableStream<Uint8Array>(
     {
-      async pull(controller) {
-        for (;;) {
-          let result: ReadResult;
-          watchdog.waiting();
-          try {
-            result = (await reader.read()) as ReadResult;
-            if (watchdog.expired) throw new IdleTimeout();
-          } catch (error) {
-            if (error instanceof IdleTimeout) {
-              fail(
-                controller,
-                `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the generation was stopped.`,
-                'stream_idle_timeout',
-              );
-            } else {
-              fail(
-                controller,
-                `Lost the connection to Ollama mid-stream (${networkErrorText(error)}); the answer is incomplete.`,
-                'stream_connection_lost',
-              );
-            }
-            return;
-          } finally {
-            watchdog.idle();
-          }
-          if (result.done) {
-            if (partial?.length) {
-              // Ollama ends every line with \n; a last line without one still counts if it is whole JSON.
-              const text = decoder.decode(partial).trim();
-              partial = undefined;
-              if (text !== '') {
-                if (!parseObject(text)) {
-                  fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
-                  return;
-                }
-                lastChunk = encoder.encode(`${text}\n`);
-                const { output, error } = formatter(lastChunk);
-                if (output?.length) send(controller, output);
-                if (error !== undefined) {
-                  fail(controller, error, 'stream_error_line');
-                  return;
-                }
-              }
-            }
-            const final = parseObject(lastNonBlankLine(lastChunk));
-            const failed = typeof final?.error === 'string';
-            if (!final || !(failed || isFinalLine(final))) {
-              fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
-            } else {
-              stopWatchdog();
-              observer?.end(final, failed ? 'stream_error_line' : undefined);
-              controller.close();
-            }
-            return;
-          }
-          let chunk = result.value;
-          if (partial) {
-            chunk = concat(partial, chunk);
-            partial = undefined;
-          }
-          const end = chunk.lastIndexOf(NEWLINE);
-          if (end === -1) {
-            partial = chunk;
-            continue;
-          }
-          const lines = end === chunk.length - 1 ? chunk : chunk.subarray(0, end + 1);
-          if (end < chunk.length - 1) partial = chunk.slice(end + 1);
-          lastChunk = lines;
-          if (format === 'ndjson') {
-            // The hot path: no formatter call, no result object.
-            send(controller, lines);
-            return;
-          }
-          const { output, error } = formatter(lines);
-          if (error !== undefined) {
-            if (output?.length) send(controller, output);
-            fail(controller, error, 'stream_error_line');
-            return;
-          }
-          if (output?.length) {
-            send(controller, output);
-            return;
-          }
-        }
+      start(controller) {
+        downstream = controller;
       },
+      pull: pullLines,
       cancel(reason) {
         stopWatchdog();
-        observer?.end(undefined);
+        observer?.end({ clientAborted: true, bytes: sent });
         abortUpstream(reason);
         return reader.cancel(reason).catch(() => {});
       },

@@ -2,14 +2,28 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Hook } from '@hono/zod-openapi';
 import type { Env } from 'hono';
 import { getPath } from 'hono/utils/url';
+import type { ApiKey } from './api-keys';
 import type { StreamObserver } from './metrics';
+import type { RequestRecord } from './request-record';
 import { routingPath } from './model-name';
 
 /** What Bun hands each request (absent under `app.request()` in tests). */
 export type AppEnv = Env & {
-  Bindings: { server?: { timeout(request: Request, seconds: number): void } };
-  /** Set by the metrics middleware when metrics are on: starts watching this request's stream. */
-  Variables: { observeStream?: () => StreamObserver };
+  Bindings: {
+    server?: {
+      timeout(request: Request, seconds: number): void;
+      requestIP(request: Request): { address: string } | null;
+    };
+  };
+  Variables: {
+    /** Set by the request-context middleware: starts watching this request's stream. */
+    observeStream?: () => StreamObserver;
+    requestId: string;
+    /** What the request log will say about this request. */
+    record: RequestRecord;
+    /** The key the request was made with (absent when no keys are configured, or on public paths). */
+    apiKey?: ApiKey;
+  };
 };
 
 type ZodIssueLike = { path: PropertyKey[]; message: string; code: string };

@@ -1,6 +1,7 @@
 import { createConnection } from 'node:net';
 import { ApiError, ClientGoneError, networkErrorText } from '../lib/errors';
 import { parseObject } from '../lib/ndjson';
+import { noteUpstreamStatus } from '../lib/request-record';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -100,6 +101,7 @@ export function createOllamaClient({
         timeout: false,
       };
       const response = await fetch(`${baseUrl}${path}`, init);
+      noteUpstreamStatus(signal, response.status);
       return {
         response,
         abort: (reason) => controller.abort(reason),

@@ -1,18 +1,30 @@
 import type { Config } from '../config';
+import type { Admission } from '../lib/admission';
 import { ApiError, ClientGoneError, networkErrorText } from '../lib/errors';
 import type { Metrics, StreamObserver } from '../lib/metrics';
 import { MalformedLine, type StreamFormat, relayNdjson, readNdjson, STREAM_CONTENT_TYPES, STREAM_HEADERS } from '../lib/ndjson';
 import type { OllamaClient, UpstreamCall } from './client';
 
-export type Deps = { config: Config; ollama: OllamaClient; metrics?: Metrics };
+export type Deps = { config: Config; ollama: OllamaClient; metrics?: Metrics; admission: Admission };
 
-/** The longest silence allowed from Ollama, and the setting that says so (named in errors). */
-export type IdleDeadline = { ms: number; setting: string };
+/**
+ * The longest silence allowed from Ollama, and the setting that says so (named in errors); and
+ * the longest a streaming client may leave what it was sent unread.
+ */
+export type IdleDeadline = { ms: number; setting: string; clientStallMs: number };
 
 /** Between the lines of an answer. */
-export const answerIdle = (config: Config): IdleDeadline => ({ ms: config.streamIdleTimeoutMs, setting: 'MINATO_STREAM_IDLE_TIMEOUT' });
+export const answerIdle = (config: Config): IdleDeadline => ({
+  ms: config.streamIdleTimeoutMs,
+  setting: 'MINATO_STREAM_IDLE_TIMEOUT',
+  clientStallMs: config.clientStallTimeoutMs,
+});
 /** Between pull progress lines: Ollama says nothing while it verifies a downloaded model's digest. */
-export const pullIdle = (config: Config): IdleDeadline => ({ ms: config.pullIdleTimeoutMs, setting: 'MINATO_PULL_IDLE_TIMEOUT' });
+export const pullIdle = (config: Config): IdleDeadline => ({
+  ms: config.pullIdleTimeoutMs,
+  setting: 'MINATO_PULL_IDLE_TIMEOUT',
+  clientStallMs: config.clientStallTimeoutMs,
+});
 
 /** A relayed NDJSON stream as a streamed Response in the client's format. */
 export function streamResponse(
@@ -31,6 +43,7 @@ export function streamResponse(
     abortUpstream: call.abort,
     isFinalLine,
     observer: observe?.(),
+    stallTimeoutMs: idle.clientStallMs,
   });
   return new Response(stream, {
     status: 200,

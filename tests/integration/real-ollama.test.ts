@@ -12,7 +12,7 @@ describe.skipIf(!host)('against a real Ollama (OLLAMA_TEST_HOST)', () => {
   let model = process.env.OLLAMA_TEST_MODEL ?? '';
   let stop = () => {};
   beforeAll(async () => {
-    const server = startServer({ config: loadConfig({ OLLAMA_HOST: host }) }, { port: 0, hostname: '127.0.0.1' });
+    const { server } = startServer({ config: loadConfig({ OLLAMA_HOST: host }) }, { port: 0, hostname: '127.0.0.1' });
     url = `http://127.0.0.1:${server.port}`;
     stop = () => server.stop(true);
     if (!model) {

@@ -10,7 +10,7 @@ export interface paths {
         };
         /**
          * Prometheus metrics
-         * @description Requests by route and status, duration and time-to-first-byte histograms, streams in flight, upstream errors by kind, and per model the tokens generated and tokens/s from Ollama's final lines. When MINATO_METRICS_KEY is set, send it as `Authorization: Bearer <key>`.
+         * @description Requests by route and status, duration and time-to-first-byte histograms, streams in flight, upstream errors by kind, and per model the tokens generated and tokens/s from Ollama's final lines. Needs a key with the `metrics` scope (or `admin`) unless MINATO_PUBLIC_PATHS lists /metrics.
          */
         get: operations["metrics"];
         put?: never;
@@ -408,8 +408,26 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description MINATO_METRICS_KEY is set and the request did not carry it. */
+            /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the "metrics" scope. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -457,7 +475,7 @@ export interface operations {
                     "application/json": components["schemas"]["Ready"];
                 };
             };
-            /** @description Ollama is not reachable or not healthy. */
+            /** @description Ollama is not reachable or not healthy, or Minato is shutting down. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -484,6 +502,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelsList"];
+                };
+            };
+            /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the "generate" scope. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Ollama is unreachable, refused the request, or failed. */
@@ -531,6 +576,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelsList"];
+                };
+            };
+            /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the "generate" scope. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Ollama is unreachable, refused the request, or failed. */
@@ -594,6 +666,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the "admin" scope. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No such model in the registry. */
             404: {
                 headers: {
@@ -610,6 +700,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Ollama is unreachable, refused the request, or failed. */
@@ -720,6 +819,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the "generate" scope. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description The model is not installed; install it with `POST /install/{model_name}`. */
             404: {
                 headers: {
@@ -754,6 +871,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Ollama is unreachable, refused the request, or failed. */
@@ -854,6 +980,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the "generate" scope. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description The model is not installed; install it with `POST /install/{model_name}`. */
             404: {
                 headers: {
@@ -888,6 +1032,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Ollama is unreachable, refused the request, or failed. */
@@ -999,6 +1152,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the "generate" scope. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description The model is not installed; install it with `POST /install/{model_name}`. */
             404: {
                 headers: {
@@ -1015,6 +1186,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Ollama is unreachable, refused the request, or failed. */
@@ -1109,6 +1289,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the "generate" scope. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description The model is not installed; install it with `POST /install/{model_name}`. */
             404: {
                 headers: {
@@ -1125,6 +1323,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Ollama is unreachable, refused the request, or failed. */

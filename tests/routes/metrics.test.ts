@@ -86,21 +86,30 @@ describe('GET /metrics', () => {
   });
 });
 
-describe('GET /metrics with MINATO_METRICS_KEY', () => {
-  test('wants the key as a bearer token', async () => {
-    const guarded = startHarness({ MINATO_METRICS_KEY: 'scrape-key-0123456789' });
+describe('GET /metrics behind a scrape key', () => {
+  test('a key with only the metrics scope reads /metrics and nothing else', async () => {
+    const guarded = startHarness({ MINATO_API_KEYS: 'scrape-key-0123456789 metrics id=prometheus, user-key-0123456789abc' });
     try {
       const without = await fetch(`${guarded.url}/metrics`);
       expect(without.status).toBe(401);
       expect(without.headers.get('www-authenticate')).toContain('Bearer');
-      expect((await json(without)).detail).toContain('MINATO_METRICS_KEY');
       expect((await fetch(`${guarded.url}/metrics`, { headers: { Authorization: 'Bearer wrong-key-0123456789' } })).status).toBe(401);
       const withKey = await fetch(`${guarded.url}/metrics`, { headers: { Authorization: 'Bearer scrape-key-0123456789' } });
       expect(withKey.status).toBe(200);
       expect(await withKey.text()).toContain('minato_streams_in_flight');
+      // The scrape key cannot generate, and an ordinary key cannot scrape.
+      const generate = await fetch(`${guarded.url}/llama3.2?message=hi`, { headers: { Authorization: 'Bearer scrape-key-0123456789' } });
+      expect(generate.status).toBe(403);
+      expect((await json(generate)).detail).toContain('prometheus');
+      const scrapeWithUserKey = await fetch(`${guarded.url}/metrics`, { headers: { 'X-API-Key': 'user-key-0123456789abc' } });
+      expect(scrapeWithUserKey.status).toBe(403);
     } finally {
       await guarded.close();
     }
+  });
+
+  test('MINATO_METRICS_KEY, which it replaced, is refused with directions', () => {
+    expect(() => startHarness({ MINATO_METRICS_KEY: 'scrape-key-0123456789' })).toThrow(/MINATO_API_KEYS/);
   });
 
   test('MINATO_METRICS=false turns it off', async () => {

@@ -1,4 +1,5 @@
 import type { AppRouter } from '../../lib/router';
+import { SECURITY_SCHEMES } from '../../middleware/auth';
 
 const SWAGGER_ASSETS = {
   'swagger-ui.css': 'text/css; charset=utf-8',
@@ -34,17 +35,17 @@ export const OPENAPI_INFO = {
     description:
       'A small REST sidecar for Ollama: answers, streams, vision, installs and model lists, with the original Minato (FastAPI) contract kept. Errors are `{"detail": "...", "code": "..."}`; validation errors FastAPI\'s `HTTPValidationError`.',
   },
-  // No authentication yet: every operation is open (API keys are a later issue).
-  security: [],
+  // Every operation declares its own requirement (a scope, or none when its path is public).
   tags: [
     { name: 'Generate', description: 'Text answers, whole or streamed.' },
     { name: 'Vision', description: 'Answers about images.' },
     { name: 'Models', description: 'Installed models and installing more.' },
-    { name: 'Operations', description: 'Liveness and readiness probes.' },
+    { name: 'Operations', description: 'Liveness and readiness probes, metrics.' },
   ],
 };
 
 export function registerDocsRoutes(app: AppRouter) {
+  for (const [name, scheme] of Object.entries(SECURITY_SCHEMES)) app.openAPIRegistry.registerComponent('securitySchemes', name, scheme);
   // The server entry is the origin the document was fetched from, so tools that import it call
   // this sidecar wherever it runs.
   app.doc31('/openapi.json', (c) => ({

@@ -4,6 +4,8 @@ import { isEventSourceReconnect, negotiateStreamFormat } from '../../lib/ndjson'
 import { allowLongWait } from '../../lib/long-wait';
 import { createMiddleware } from 'hono/factory';
 import type { AppEnv, AppRouter } from '../../lib/router';
+import { secured } from '../../middleware/auth';
+import { admittedStream, admittedSync } from './generate.admission';
 import { toGenerateRequest } from './generate.schemas';
 import { generateStream, generateSync } from './generate.routes';
 
@@ -17,17 +19,18 @@ const noHead = createMiddleware<AppEnv>(async (c, next) => {
 });
 
 export function registerGenerateRoutes(app: AppRouter, deps: Deps) {
-  app.openapi({ ...generateStream, middleware: [noHead, allowLongWait] }, async (c) => {
+  const { config } = deps;
+  app.openapi(secured(config, { ...generateStream, middleware: [noHead, allowLongWait] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const format = negotiateStreamFormat(c.req.header('accept'));
     if (format === 'sse' && isEventSourceReconnect(c.req)) return c.body(null, 204);
     const body = toGenerateRequest(model_name, c.req.valid('query'));
-    return answerStream(deps, body, c.req.raw.signal, format, c.var.observeStream) as never;
+    return admittedStream(c, deps, model_name, format, (observe) => answerStream(deps, body, c.req.raw.signal, format, observe)) as never;
   });
 
-  app.openapi({ ...generateSync, middleware: [noHead, allowLongWait] }, async (c) => {
+  app.openapi(secured(config, { ...generateSync, middleware: [noHead, allowLongWait] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const body = toGenerateRequest(model_name, c.req.valid('query'));
-    return c.json((await answerSync(deps, body, c.req.raw.signal)) as never, 200);
+    return admittedSync(c, deps, model_name, () => answerSync(deps, body, c.req.raw.signal)) as never;
   });
 }

@@ -1,5 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import type { Lifecycle } from '../../lib/lifecycle';
 import type { AppRouter } from '../../lib/router';
+import { anyKey } from '../../middleware/auth';
 import { readUpstreamError } from '../../ollama/client';
 import type { Deps } from '../../ollama/generate';
 import { ErrorSchema } from '../shared.schemas';
@@ -32,14 +34,20 @@ const ready = createRoute({
   summary: 'Readiness: Ollama answers, with its version',
   responses: {
     200: { content: { 'application/json': { schema: Ready } }, description: 'Ollama is reachable.' },
-    503: { content: { 'application/json': { schema: ErrorSchema } }, description: 'Ollama is not reachable or not healthy.' },
+    503: {
+      content: { 'application/json': { schema: ErrorSchema } },
+      description: 'Ollama is not reachable or not healthy, or Minato is shutting down.',
+    },
   },
 });
 
-export function registerHealthRoutes(app: AppRouter, { config, ollama }: Deps) {
-  app.openapi(health, (c) => c.json({ status: 'ok' as const }, 200));
+export function registerHealthRoutes(app: AppRouter, { config, ollama }: Deps, lifecycle: Lifecycle) {
+  app.openapi(anyKey(config, health), (c) => c.json({ status: 'ok' as const }, 200));
 
-  app.openapi(ready, async (c) => {
+  app.openapi(anyKey(config, ready), async (c) => {
+    if (lifecycle.draining) {
+      return c.json({ detail: 'Minato is shutting down and takes no new work.', code: 'shutting_down' }, 503);
+    }
     const notReady = (why: string) =>
       c.json(
         {

@@ -1,5 +1,6 @@
 import { ApiError } from '../../lib/errors';
 import { allowLongWait } from '../../lib/long-wait';
+import { secured } from '../../middleware/auth';
 import type { StreamFormat } from '../../lib/ndjson';
 import type { AppRouter } from '../../lib/router';
 import { upstreamError } from '../../ollama/client';
@@ -25,8 +26,9 @@ function progressFormat(accept: string | undefined): StreamFormat | undefined {
 }
 
 export function registerInstallRoutes(app: AppRouter, deps: Deps) {
-  app.openapi({ ...install, middleware: [allowLongWait] }, async (c) => {
+  app.openapi(secured(deps.config, { ...install, middleware: [allowLongWait] }, 'admin'), async (c) => {
     const { model_name: model } = c.req.valid('param');
+    c.var.record.model = model;
     const signal = c.req.raw.signal;
     const call = await deps.ollama.call(
       '/api/pull',

@@ -1,4 +1,5 @@
 import { ApiError } from '../../lib/errors';
+import { secured } from '../../middleware/auth';
 import type { AppRouter } from '../../lib/router';
 import { upstreamError } from '../../ollama/client';
 import type { Deps } from '../../ollama/generate';
@@ -38,6 +39,6 @@ export function registerModelsRoutes(app: AppRouter, { config, ollama }: Deps) {
       })),
     };
   };
-  app.openapi(modelsList, async (c) => c.json(await handler(c.req.raw.signal), 200));
-  app.openapi(modelsListNoSlash, async (c) => c.json(await handler(c.req.raw.signal), 200));
+  app.openapi(secured(config, modelsList, 'generate'), async (c) => c.json(await handler(c.req.raw.signal), 200));
+  app.openapi(secured(config, modelsListNoSlash, 'generate'), async (c) => c.json(await handler(c.req.raw.signal), 200));
 }

@@ -5,14 +5,18 @@ import { allowLongWait } from '../../lib/long-wait';
 import { negotiateStreamFormat } from '../../lib/ndjson';
 import type { AppEnv, AppRouter } from '../../lib/router';
 import type { CapabilityLookup } from '../../ollama/capabilities';
+import { secured } from '../../middleware/auth';
 import { answerStream, answerSync, type Deps } from '../../ollama/generate';
+import { admittedStream, admittedSync } from '../generate/generate.admission';
 import { type GenerationQuery, toGenerateRequest } from '../generate/generate.schemas';
 import { visionBodySchemas, visionStream, visionSync } from './vision.routes';
 
 export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf: CapabilityLookup) {
   for (const [name, schema] of Object.entries(visionBodySchemas)) app.openAPIRegistry.registerComponent('schemas', name, schema);
 
-  const prepare = async (c: Context<AppEnv>, model: string, query: GenerationQuery) => {
+  const { config } = deps;
+  /** Refuses a model that cannot see before anything waits for a slot or reads the upload. */
+  const checkVision = async (c: Context<AppEnv>, model: string) => {
     const capabilities = await capabilitiesOf(model, c.req.raw.signal);
     if (!capabilities.includes('vision')) {
       throw new ApiError(
@@ -21,18 +25,55 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
         'model_without_vision',
       );
     }
-    return toGenerateRequest(model, query, await readImages(c.req.raw, deps.config));
   };
 
-  app.openapi({ ...visionStream, middleware: [allowLongWait] }, async (c) => {
+  /**
+   * The upload is read once the request holds a slot, so that waiting requests hold no images;
+   * a client that takes longer than MINATO_BODY_TIMEOUT to send it gets a 408 and its slot back.
+   */
+  const withImages = async (c: Context<AppEnv>, model: string, query: GenerationQuery) =>
+    toGenerateRequest(model, query, await withinDeadline(readImages(c.req.raw, config), config.bodyTimeoutMs));
+
+  app.openapi(secured(config, { ...visionStream, middleware: [allowLongWait] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
-    const body = await prepare(c, model_name, c.req.valid('query'));
-    return answerStream(deps, body, c.req.raw.signal, negotiateStreamFormat(c.req.header('accept')), c.var.observeStream) as never;
+    const query = c.req.valid('query');
+    await checkVision(c, model_name);
+    const format = negotiateStreamFormat(c.req.header('accept'));
+    // No `queued` events here: the upload is read after the wait, and cannot be once a response has started.
+    return admittedStream(
+      c,
+      deps,
+      model_name,
+      format,
+      async (observe) => answerStream(deps, await withImages(c, model_name, query), c.req.raw.signal, format, observe),
+      { queueEvents: false },
+    ) as never;
   });
 
-  app.openapi({ ...visionSync, middleware: [allowLongWait] }, async (c) => {
+  app.openapi(secured(config, { ...visionSync, middleware: [allowLongWait] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
-    const body = await prepare(c, model_name, c.req.valid('query'));
-    return c.json((await answerSync(deps, body, c.req.raw.signal)) as never, 200);
+    const query = c.req.valid('query');
+    await checkVision(c, model_name);
+    return admittedSync(c, deps, model_name, async () =>
+      answerSync(deps, await withImages(c, model_name, query), c.req.raw.signal),
+    ) as never;
   });
+}
+
+/** `work`, or a 408 once `ms` have passed (a slow upload must not hold a slot or memory indefinitely). */
+function withinDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ApiError(408, `The upload took longer than ${Math.round(ms / 1000)} s (MINATO_BODY_TIMEOUT).`, 'body_timeout', {
+            Connection: 'close',
+          }),
+        ),
+      ms,
+    );
+  });
+  work.catch(() => {});
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }

@@ -1,0 +1,24 @@
+/**
+ * What the request log says about one request, filled in as it is answered. Ollama's status is
+ * noted by the Ollama client, which knows the request only by the client's abort signal it is
+ * given; the record is found through that signal rather than threaded through every call.
+ */
+export type RequestRecord = {
+  model?: string;
+  keyId?: string;
+  upstreamStatus?: number;
+  /** The `code` of the error the client was answered with. */
+  errorCode?: string;
+  /** Place in Minato's queue on arrival (0: started at once) and time spent there. */
+  queuedAt?: number;
+  queueMs?: number;
+};
+
+const records = new WeakMap<AbortSignal, RequestRecord>();
+
+export const attachRecord = (signal: AbortSignal, record: RequestRecord) => records.set(signal, record);
+
+export function noteUpstreamStatus(signal: AbortSignal | undefined, status: number) {
+  const record = signal && records.get(signal);
+  if (record) record.upstreamStatus = status;
+}

@@ -1,0 +1,120 @@
+import type { RouteConfig } from '@hono/zod-openapi';
+import { createMiddleware } from 'hono/factory';
+import type { Config } from '../config';
+import { allows, findKey, presentedKey, type Scope } from '../lib/api-keys';
+import { ApiError } from '../lib/errors';
+import type { RateLimiter } from '../lib/rate-limit';
+import type { AppEnv } from '../lib/router';
+import { jsonError as authErrorResponse } from '../routes/shared.schemas';
+
+/** The two ways to send a key, as declared in the OpenAPI document (so /docs can send one). */
+export const SECURITY_SCHEMES = {
+  bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key from MINATO_API_KEYS: `Authorization: Bearer <key>`.' },
+  apiKeyHeader: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'The same key as `X-API-Key: <key>`.' },
+} as const;
+
+/** OpenAPI security requirement for a route needing `scope` (OpenAPI 3.1 lists roles for non-OAuth schemes). */
+const requirement = (scope: Scope | undefined): Record<string, string[]>[] => {
+  const roles: string[] = scope ? [scope] : [];
+  return [{ bearerAuth: roles }, { apiKeyHeader: roles }];
+};
+
+/** Whether `path` is served without a key: a listed path, and for `/docs` its assets and /redoc. */
+export function isPublicPath(config: Config, path: string): boolean {
+  for (const open of config.publicPaths) {
+    if (path === open) return true;
+    if (open === '/docs' && (path.startsWith('/docs/') || path === '/redoc')) return true;
+  }
+  return false;
+}
+
+const unauthorized = (detail: string, error?: string) =>
+  new ApiError(401, detail, 'unauthorized', {
+    'WWW-Authenticate': `Bearer realm="minato"${error ? `, error="${error}"` : ''}`,
+  });
+
+/**
+ * Every request but those to public paths needs a configured key (a route added without a scope
+ * is still behind a key: deny by default). Then the per-key rate limit. With no keys configured
+ * (only allowed on loopback, or with MINATO_ALLOW_UNAUTHENTICATED) nobody is asked for a key and
+ * the rate limit counts per client address.
+ */
+export function authenticate(config: Config, limiter: RateLimiter) {
+  const keys = config.apiKeys;
+  return createMiddleware<AppEnv>(async (c, next) => {
+    if (isPublicPath(config, c.req.path)) return next();
+    let client: string;
+    let limit = config.rateLimitPerMinute;
+    if (keys.length > 0) {
+      const presented = presentedKey(c.req.header('authorization'), c.req.header('x-api-key'));
+      if (presented === undefined) {
+        throw unauthorized('This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.');
+      }
+      const key = findKey(keys, presented);
+      if (!key) throw unauthorized('The API key is not valid. Check it against MINATO_API_KEYS.', 'invalid_token');
+      c.set('apiKey', key);
+      c.var.record.keyId = key.id;
+      client = `key:${key.id}`;
+      limit = key.rpm ?? limit;
+    } else {
+      client = `ip:${c.env?.server?.requestIP(c.req.raw)?.address ?? 'local'}`;
+    }
+    if (limit === 0) return next();
+    const decision = limiter.take(client, limit);
+    if (!decision.allowed) {
+      throw new ApiError(
+        429,
+        `Rate limit of ${limit} requests per minute reached${keys.length > 0 ? ` for key ${client.slice(4)}` : ''}. Retry after ${decision.headers['Retry-After']} s.`,
+        'rate_limited',
+        decision.headers,
+      );
+    }
+    await next();
+    for (const [name, value] of Object.entries(decision.headers)) c.res.headers.set(name, value);
+  });
+}
+
+const WHAT_SCOPES_ALLOW: Record<Scope, string> = {
+  generate: 'generate answers and list models',
+  metrics: 'read /metrics',
+  admin: 'install models',
+};
+
+/** Refuses a key without `scope` (admin keys have every scope); nothing to check when no keys are configured. */
+export const requireScope = (scope: Scope) =>
+  createMiddleware<AppEnv>(async (c, next) => {
+    const key = c.var.apiKey;
+    if (key && !allows(key, scope)) {
+      throw new ApiError(
+        403,
+        `The key ${key.id} may not ${WHAT_SCOPES_ALLOW[scope]}: that needs a key with the "${scope}" scope (or "admin") in MINATO_API_KEYS.`,
+        'forbidden',
+      );
+    }
+    await next();
+  });
+
+/**
+ * A route behind a key with `scope`: the OpenAPI document declares the requirement and the
+ * route enforces it, from this one declaration. A public path declares none (`security: []`).
+ */
+export function secured<R extends RouteConfig>(config: Config, route: R, scope: Scope) {
+  const path = route.path.replace(/\{([^}]+)\}/g, ':$1');
+  if (isPublicPath(config, path)) return { ...route, security: [] } as R;
+  return {
+    ...route,
+    security: requirement(scope),
+    middleware: [requireScope(scope), ...(route.middleware === undefined ? [] : [route.middleware].flat())],
+    responses: {
+      ...route.responses,
+      401: authErrorResponse('No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`.'),
+      403: authErrorResponse(`The key lacks the "${scope}" scope.`),
+      429: authErrorResponse("The key's rate limit is reached; retry after `Retry-After` seconds."),
+    },
+  } as R;
+}
+
+/** For routes every key may use (health and docs when they are not public). */
+export function anyKey<R extends RouteConfig>(config: Config, route: R): R {
+  return { ...route, security: isPublicPath(config, route.path) ? [] : requirement(undefined) };
+}

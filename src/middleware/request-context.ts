@@ -1,0 +1,105 @@
+import { createMiddleware } from 'hono/factory';
+import type { Lifecycle } from '../lib/lifecycle';
+import type { Metrics, StreamEnd } from '../lib/metrics';
+import { attachRecord, type RequestRecord } from '../lib/request-record';
+import type { AppEnv } from '../lib/router';
+import { routeLabel } from '../routes/metrics';
+
+/** A client's own request id is kept when it is a plain token; anything else (CR/LF, quotes, 200 characters) is replaced. */
+const CLIENT_REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;
+
+export type RequestLog = (line: string) => void;
+
+export type RequestContextOptions = {
+  metrics?: Metrics;
+  lifecycle: Lifecycle;
+  /** Where request log lines go (stdout by default); undefined turns the log off. */
+  log?: RequestLog;
+};
+
+/**
+ * The outermost middleware: gives every request an id (the client's `X-Request-Id`, or a new
+ * one) returned on every response; counts it in flight for graceful shutdown; and when it is
+ * over — for a stream, at the stream's end — records it in the metrics and writes one JSON line
+ * to the log: id, route, model, key id (never the key), status, time to first byte, duration,
+ * bytes, whether the client left, Ollama's status. Prompts and query strings are never logged.
+ */
+export function requestContext({ metrics, lifecycle, log }: RequestContextOptions) {
+  return createMiddleware<AppEnv>(async (c, next) => {
+    const startedAt = performance.now();
+    const given = c.req.header('x-request-id');
+    const requestId = given !== undefined && CLIENT_REQUEST_ID.test(given) ? given : crypto.randomUUID();
+    const record: RequestRecord = {};
+    c.set('requestId', requestId);
+    c.set('record', record);
+    attachRecord(c.req.raw.signal, record);
+    const done = lifecycle.begin();
+
+    const finish = (status: number, route: string, firstByteAt: number | undefined, end?: StreamEnd) => {
+      done();
+      if (!log) return;
+      const now = performance.now();
+      const contentLength = c.res.headers.get('content-length');
+      log(
+        JSON.stringify({
+          time: new Date().toISOString(),
+          level: status >= 500 ? 'error' : status >= 400 ? 'warn' : 'info',
+          msg: 'request',
+          request_id: requestId,
+          method: c.req.method,
+          route,
+          path: c.req.path.length > 200 ? `${c.req.path.slice(0, 200)}…` : c.req.path,
+          model: record.model,
+          key_id: record.keyId,
+          status,
+          error: record.errorCode ?? end?.errorKind,
+          ttfb_ms: firstByteAt === undefined ? undefined : round(firstByteAt - startedAt),
+          duration_ms: round(now - startedAt),
+          bytes: end ? end.bytes : contentLength === null ? undefined : Number(contentLength),
+          client_aborted: end?.clientAborted === true || status === 499,
+          upstream_status: record.upstreamStatus,
+          queued_at: record.queuedAt || undefined,
+          queue_ms: record.queueMs === undefined ? undefined : round(record.queueMs),
+        }),
+      );
+    };
+
+    let streaming = false;
+    c.set('observeStream', () => {
+      streaming = true;
+      const route = routeLabel(c);
+      const observer = metrics?.stream(route, c.req.method, startedAt);
+      let firstByteAt: number | undefined;
+      let ended = false;
+      return {
+        firstByte: () => {
+          firstByteAt = performance.now();
+          observer?.firstByte();
+        },
+        end: (result) => {
+          if (ended) return;
+          ended = true;
+          observer?.end(result);
+          finish(200, route, firstByteAt, result);
+        },
+      };
+    });
+
+    await next();
+
+    try {
+      c.res.headers.set('X-Request-Id', requestId);
+    } catch {
+      // Headers of a Response built elsewhere can be immutable.
+      c.res = new Response(c.res.body, c.res);
+      c.res.headers.set('X-Request-Id', requestId);
+    }
+    if (!streaming) {
+      const route = routeLabel(c);
+      metrics?.request(route, c.req.method, c.res.status, (performance.now() - startedAt) / 1000);
+      finish(c.res.status, route, undefined);
+    }
+  });
+}
+
+const round = (ms: number) => Math.round(ms * 10) / 10;
