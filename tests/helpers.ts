@@ -1,4 +1,5 @@
 import { type Config, loadConfig } from '../src/config';
+import type { RequestLog } from '../src/middleware/request-context';
 import { startServer } from '../src/server';
 import { type DoubleModel, type OllamaDouble, startOllamaDouble } from './ollama-double';
 
@@ -22,10 +23,16 @@ export type Harness = {
 };
 
 /** The Ollama double and the sidecar, each on a real socket on port 0. */
-export function startHarness(env: Record<string, string> = {}, models: DoubleModel[] = DEFAULT_MODELS): Harness {
+export function startHarness(
+  env: Record<string, string> = {},
+  models: DoubleModel[] = DEFAULT_MODELS,
+  { log }: { log?: RequestLog } = {},
+): Harness {
+  const config = loadConfig({ OLLAMA_HOST: 'http://127.0.0.1:1', ...env });
   const ollama = startOllamaDouble(models.map((model) => ({ ...model })));
-  const config = loadConfig({ OLLAMA_HOST: ollama.url, ...env });
-  const { server } = startServer({ config, log: undefined }, { port: 0, hostname: '127.0.0.1' });
+  if (env.OLLAMA_HOST === undefined) config.ollamaHost = ollama.url;
+  // The request log goes to `log` when a test reads it, and nowhere otherwise (not the test output).
+  const { server } = startServer({ config, log: log ?? (() => {}) }, { port: 0, hostname: '127.0.0.1' });
   return {
     ollama,
     url: `http://127.0.0.1:${server.port}`,

@@ -57,6 +57,12 @@ export type OllamaDouble = {
   requests: RecordedRequest[];
   /** When true every inference request gets Ollama's queue-full 503. */
   busy: boolean;
+  /** NDJSON streams being written now (generations and pulls), and the most at once since resetPeak. */
+  readonly streaming: number;
+  readonly peakStreaming: number;
+  resetPeak: () => void;
+  /** HTTP requests Bun's server is still answering: an upstream request Minato left open shows here. */
+  readonly pendingRequests: number;
   last: (path?: string) => RecordedRequest | undefined;
   waitFor: (predicate: () => boolean, timeoutMs?: number) => Promise<void>;
   close: () => Promise<void>;
@@ -186,7 +192,7 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
   const models = new Map(initial.map((model) => [model.name, model]));
   const registry = new Map<string, { layers: number; tickDelayMs?: number }>();
   const requests: RecordedRequest[] = [];
-  const state = { busy: false };
+  const state = { busy: false, streaming: 0, peakStreaming: 0 };
 
   const lookup = (name: string) => models.get(name) ?? models.get(`${name}:latest`) ?? models.get(name.replace(/:latest$/, ''));
 
@@ -197,6 +203,13 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
     model?: DoubleModel,
   ) {
     let cancelled = false;
+    let counted = true;
+    state.streaming++;
+    state.peakStreaming = Math.max(state.peakStreaming, state.streaming);
+    const uncount = () => {
+      if (counted) state.streaming--;
+      counted = false;
+    };
     return new ReadableStream<Uint8Array>({
       async start(controller) {
         const write = async (line: unknown) => {
@@ -216,11 +229,13 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
           const outcome = await produce(write, model);
           if (outcome === 'drop') {
             await sleep(50); // let what was written reach the socket first, as a real crash would
+            uncount();
             controller.error(new Error('connection dropped by the double'));
             return;
           }
           if (outcome === 'hang') return;
           record.completed = true;
+          uncount();
           controller.close();
         } catch {
           // cancelled by the client
@@ -228,6 +243,7 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
       },
       cancel() {
         cancelled = true;
+        uncount();
         if (!record.aborted) {
           record.aborted = true;
           record.abortedAt = Date.now();
@@ -450,6 +466,18 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
     },
     set busy(value: boolean) {
       state.busy = value;
+    },
+    get streaming() {
+      return state.streaming;
+    },
+    get peakStreaming() {
+      return state.peakStreaming;
+    },
+    resetPeak: () => {
+      state.peakStreaming = state.streaming;
+    },
+    get pendingRequests() {
+      return server.pendingRequests;
     },
     last: (path) => [...requests].reverse().find((request) => path === undefined || request.path === path),
     waitFor: async (predicate, timeoutMs = 2000) => {
