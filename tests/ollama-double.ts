@@ -210,9 +210,19 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
       if (counted) state.streaming--;
       counted = false;
     };
+    // Ollama's writes block while the connection's buffers are full (Go's ResponseWriter):
+    // a line waits here until the reader has taken what came before.
+    let pulled: (() => void) | undefined;
+    const backpressure = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
+      while (!cancelled && (controller.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => (pulled = resolve));
+    };
     return new ReadableStream<Uint8Array>({
-      async start(controller) {
+      pull() {
+        pulled?.();
+      },
+      start(controller) {
         const write = async (line: unknown) => {
+          await backpressure(controller);
           if (cancelled) throw new Error('cancelled');
           const bytes = encoder.encode(`${goJson(line)}\n`);
           if (model?.splitLines && bytes.length > 2) {
@@ -225,24 +235,28 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
             controller.enqueue(bytes);
           }
         };
-        try {
-          const outcome = await produce(write, model);
-          if (outcome === 'drop') {
-            await sleep(50); // let what was written reach the socket first, as a real crash would
+        // Not awaited: start() must return for pull() (the reader's demand) to be called.
+        (async () => {
+          try {
+            const outcome = await produce(write, model);
+            if (outcome === 'drop') {
+              await sleep(50); // let what was written reach the socket first, as a real crash would
+              uncount();
+              controller.error(new Error('connection dropped by the double'));
+              return;
+            }
+            if (outcome === 'hang') return;
+            record.completed = true;
             uncount();
-            controller.error(new Error('connection dropped by the double'));
-            return;
+            controller.close();
+          } catch {
+            // cancelled by the client
           }
-          if (outcome === 'hang') return;
-          record.completed = true;
-          uncount();
-          controller.close();
-        } catch {
-          // cancelled by the client
-        }
+        })();
       },
       cancel() {
         cancelled = true;
+        pulled?.();
         uncount();
         if (!record.aborted) {
           record.aborted = true;
