@@ -89,3 +89,40 @@ describe('the start command (bun run start)', () => {
     }
   });
 });
+
+describe('secure by default', () => {
+  test('listening beyond loopback without keys is refused, with the reason and the way out', () => {
+    let problems: string[] = [];
+    try {
+      loadConfig({ HOST: '0.0.0.0' });
+    } catch (error) {
+      problems = (error as ConfigError).problems;
+    }
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain('HOST=0.0.0.0');
+    expect(problems[0]).toContain('MINATO_API_KEYS');
+    expect(problems[0]).toContain('MINATO_ALLOW_UNAUTHENTICATED=true');
+  });
+
+  test('keys, or the explicit opt-out, allow it; loopback needs neither', () => {
+    expect(loadConfig({ HOST: '0.0.0.0', MINATO_API_KEYS: 'a-long-enough-key-0123' }).apiKeys).toHaveLength(1);
+    expect(loadConfig({ HOST: '0.0.0.0', MINATO_ALLOW_UNAUTHENTICATED: 'true' }).allowUnauthenticated).toBe(true);
+    for (const host of ['127.0.0.1', '127.8.9.10', '::1', 'localhost']) expect(loadConfig({ HOST: host }).apiKeys).toEqual([]);
+  });
+
+  test('keys from MINATO_API_KEYS_FILE; an unreadable file is a clear error', async () => {
+    const path = `/tmp/minato-keys-${process.pid}.txt`;
+    await Bun.write(path, '# keys\nfile-key-0123456789 admin id=ops\n');
+    expect(loadConfig({ MINATO_API_KEYS_FILE: path }).apiKeys.map((key) => key.id)).toEqual(['ops']);
+    expect(() => loadConfig({ MINATO_API_KEYS_FILE: '/nonexistent/keys' })).toThrow(/cannot read \/nonexistent\/keys \(ENOENT\)/);
+  });
+
+  test('MINATO_PUBLIC_PATHS may not open a generation route; CORS_ORIGINS must be origins', () => {
+    expect(() => loadConfig({ MINATO_PUBLIC_PATHS: '/health,/install' })).toThrow(/"\/install" cannot be public/);
+    expect(loadConfig({ MINATO_PUBLIC_PATHS: 'none' }).publicPaths).toEqual([]);
+    expect(() => loadConfig({ CORS_ORIGINS: 'https://ok.example, https://bad.example/path' })).toThrow(
+      /"https:\/\/bad.example\/path" is not an origin/,
+    );
+    expect(loadConfig({ CORS_ORIGINS: '*' }).corsOrigins).toEqual(['*']);
+  });
+});

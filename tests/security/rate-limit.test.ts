@@ -1,0 +1,41 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { type Harness, json, startHarness } from '../helpers';
+
+const SLOW_KEY = 'limited-key-0123456789';
+const FAST_KEY = 'roomy-key-0123456789ab';
+let h: Harness;
+beforeAll(() => {
+  h = startHarness({ MINATO_API_KEYS: `${SLOW_KEY} id=limited rpm=3, ${FAST_KEY} id=roomy`, MINATO_RATE_LIMIT: '100' });
+});
+afterAll(() => h.close());
+
+describe('per-key rate limits', () => {
+  test('past its requests per minute a key gets 429 with Retry-After and RateLimit fields; other keys are unaffected', async () => {
+    const call = (key: string) => fetch(`${h.url}/llama3.2?message=hi`, { headers: { 'X-API-Key': key } });
+    const statuses: number[] = [];
+    let last: Response | undefined;
+    for (let i = 0; i < 4; i++) {
+      last = await call(SLOW_KEY);
+      statuses.push(last.status);
+      if (i < 3) {
+        expect(last.headers.get('ratelimit-policy')).toBe('"minute";q=3;w=60');
+        expect(last.headers.get('ratelimit')).toMatch(new RegExp(`^"minute";r=${2 - i};t=\\d+$`));
+      }
+    }
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    expect(Number(last!.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(last!.headers.get('ratelimit')).toMatch(/^"minute";r=0;t=\d+$/);
+    const body = await json(last!);
+    expect(body.code).toBe('rate_limited');
+    expect(body.detail).toContain('limited');
+    expect(h.ollama.requests.filter((r) => r.path === '/api/generate')).toHaveLength(3);
+
+    const other = await call(FAST_KEY);
+    expect(other.status).toBe(200);
+    expect(other.headers.get('ratelimit-policy')).toBe('"minute";q=100;w=60');
+  });
+
+  test('public paths are not counted', async () => {
+    for (let i = 0; i < 5; i++) expect((await fetch(`${h.url}/health`)).headers.get('ratelimit')).toBeNull();
+  });
+});
