@@ -21,16 +21,18 @@ export function startServer(dependencies: AppDependencies, overrides: { port?: n
 export type ShutdownResult = { drained: boolean; cutOff: number };
 
 /**
- * Graceful shutdown: stop accepting connections, answer new requests on open connections with
- * 503 (and /ready with 503), let what is in flight finish within `graceMs`, then close every
- * connection; the requests cut off abort their upstream requests, so Ollama stops generating.
+ * Graceful shutdown. While draining, the listener stays open so that probes see it: /ready and
+ * every new request answer 503 (`Connection: close`, `Retry-After`), and a load balancer moves
+ * on; what is in flight may finish within `graceMs`. Then the listener closes, the last bytes get
+ * a moment to reach their clients, and every connection is closed; requests cut off abort their
+ * upstream requests, so Ollama stops generating.
  */
 export async function shutdown(server: { stop(closeActive?: boolean): Promise<void> }, lifecycle: Lifecycle, graceMs: number) {
   lifecycle.startDraining();
-  // Stops listening at once; open connections stay, and with them the streams still running.
-  server.stop(false).catch(() => {});
   const drained = await lifecycle.whenIdle(graceMs);
   const cutOff = lifecycle.inFlight;
+  // A stream counts as done when its last chunk is handed to Bun, not when it is on the wire.
+  await Promise.race([server.stop(false), Bun.sleep(drained ? 1000 : 0)]);
   await server.stop(true);
   return { drained, cutOff } satisfies ShutdownResult;
 }

@@ -1,0 +1,141 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { connect, type Socket } from 'node:net';
+import { type OllamaDouble, startOllamaDouble } from './ollama-double';
+import { sleep } from './helpers';
+
+// Minato as its users run it (`bun run start`), in its own process, so that signals, exit codes
+// and Bun's start-up flags are the real ones.
+let ollama: OllamaDouble;
+beforeAll(() => {
+  ollama = startOllamaDouble([
+    { name: 'short', tokens: Array.from({ length: 20 }, (_, i) => `s${i} `), tokenDelayMs: 50 },
+    { name: 'long', tokens: Array.from({ length: 200 }, (_, i) => `l${i} `), tokenDelayMs: 50 },
+  ]);
+});
+afterAll(() => ollama.close());
+
+async function startMinato(env: Record<string, string> = {}) {
+  const proc = Bun.spawn(['bun', 'run', 'start'], {
+    cwd: `${import.meta.dir}/..`,
+    env: { ...process.env, PORT: '0', OLLAMA_HOST: ollama.url, ...env },
+    stdout: 'pipe',
+    stderr: 'pipe',
+  });
+  const lines: Record<string, unknown>[] = [];
+  const decoder = new TextDecoder();
+  let buffered = '';
+  (async () => {
+    for await (const chunk of proc.stdout) {
+      buffered += decoder.decode(chunk, { stream: true });
+      let newline = buffered.indexOf('\n');
+      while (newline !== -1) {
+        lines.push(JSON.parse(buffered.slice(0, newline)));
+        buffered = buffered.slice(newline + 1);
+        newline = buffered.indexOf('\n');
+      }
+    }
+  })();
+  const deadline = Date.now() + 10_000;
+  while (!lines.some((line) => line.msg === 'listening')) {
+    if (Date.now() > deadline) throw new Error(`Minato did not start: ${await new Response(proc.stderr).text()}`);
+    await sleep(20);
+  }
+  const url = lines.find((line) => line.msg === 'listening')!.url as string;
+  return { proc, url, lines };
+}
+
+/** A kept-alive connection opened now, to send requests on after the listener has closed. */
+function openConnection(url: string): Promise<Socket> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port) }, () => resolve(socket));
+    socket.on('error', reject);
+  });
+}
+
+function requestOn(socket: Socket, path: string): Promise<string> {
+  return new Promise((resolve) => {
+    let received = '';
+    const onData = (data: Buffer) => {
+      received += data.toString();
+      if (/\r\n\r\n[\s\S]*\}$/.test(received)) {
+        socket.off('data', onData);
+        resolve(received);
+      }
+    };
+    socket.on('data', onData);
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  });
+}
+
+const canConnect = (url: string) =>
+  openConnection(url).then(
+    (socket) => {
+      socket.destroy();
+      return true;
+    },
+    () => false,
+  );
+
+describe('graceful shutdown (SIGTERM)', () => {
+  test('refuses new work and reports not ready, lets a running stream finish, then stops listening and exits 0', async () => {
+    const { proc, url, lines } = await startMinato({ MINATO_SHUTDOWN_GRACE: '10' });
+    const response = await fetch(`${url}/stream/short?message=hi`);
+    const reader = response.body!.getReader();
+    await reader.read();
+
+    proc.kill('SIGTERM');
+    await sleep(100);
+    const ready = await requestOn(await openConnection(url), '/ready');
+    expect(ready).toStartWith('HTTP/1.1 503');
+    expect(ready).toContain('shutting_down');
+    const refused = await fetch(`${url}/short?message=hi`);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBeTruthy();
+    expect(((await refused.json()) as { code: string }).code).toBe('shutting_down');
+    expect(ollama.requests.filter((r) => r.path === '/api/generate')).toHaveLength(1);
+
+    let text = '';
+    const decoder = new TextDecoder();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value);
+    }
+    expect(text).toContain('"done":true');
+    expect(await proc.exited).toBe(0);
+    expect(await canConnect(url)).toBe(false);
+    expect(lines.find((line) => line.msg === 'stopped')).toEqual(expect.objectContaining({ drained: true, cut_off: 0 }));
+  }, 20_000);
+
+  test('a stream still running at the end of MINATO_SHUTDOWN_GRACE is cut off, Ollama is told, and it exits 0', async () => {
+    const { proc, url, lines } = await startMinato({ MINATO_SHUTDOWN_GRACE: '0.5' });
+    const response = await fetch(`${url}/stream/long?message=hi`);
+    const reader = response.body!.getReader();
+    await reader.read();
+    const signalledAt = Date.now();
+    proc.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+    expect(Date.now() - signalledAt).toBeLessThan(3000);
+    await ollama.waitFor(() => ollama.last('/api/generate')?.aborted === true);
+    expect(ollama.last('/api/generate')!.completed).toBe(false);
+    expect(lines.find((line) => line.msg === 'stopped')).toEqual(expect.objectContaining({ drained: false, cut_off: 1 }));
+    await reader.cancel().catch(() => {});
+  }, 20_000);
+});
+
+describe('start-up flags of `bun run start`', () => {
+  test('a 40 KB prompt in the URL is served, a longer URL gets Minato\'s JSON 414 rather than Bun\'s empty 431', async () => {
+    const { proc, url } = await startMinato();
+    try {
+      const long = await fetch(`${url}/short?message=${'a'.repeat(40_000)}`);
+      expect(long.status).toBe(200);
+      const tooLong = await fetch(`${url}/short?message=${'a'.repeat(70_000)}`);
+      expect(tooLong.status).toBe(414);
+      expect((await tooLong.json()) as object).toEqual(expect.objectContaining({ code: 'uri_too_long' }));
+    } finally {
+      proc.kill('SIGTERM');
+      await proc.exited;
+    }
+  }, 20_000);
+});
