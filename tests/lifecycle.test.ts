@@ -125,7 +125,7 @@ describe('graceful shutdown (SIGTERM)', () => {
 });
 
 describe('start-up flags of `bun run start`', () => {
-  test('a 40 KB prompt in the URL is served, a longer URL gets Minato\'s JSON 414 rather than Bun\'s empty 431', async () => {
+  test("a 40 KB prompt in the URL is served, a longer URL gets Minato's JSON 414 rather than Bun's empty 431", async () => {
     const { proc, url } = await startMinato();
     try {
       const long = await fetch(`${url}/short?message=${'a'.repeat(40_000)}`);

@@ -27,6 +27,10 @@ export type DoubleModel = {
   dropAfterTokens?: number;
   /** Go silent forever after this many tokens. */
   hangAfterTokens?: number;
+  /** After this many tokens, write half a line and end the response (a crash mid-write). */
+  partialLineAfterTokens?: number;
+  /** After this many tokens, write a line that is not JSON (a panic trace, a proxy's page). */
+  garbageAfterTokens?: number;
   /** Answer 500 before any byte, as when the runner dies on load. */
   crashOnLoad?: boolean;
   /** Split every line across two writes, as TCP may. */
@@ -61,6 +65,8 @@ export type OllamaDouble = {
   readonly streaming: number;
   readonly peakStreaming: number;
   resetPeak: () => void;
+  /** Stops at once, cutting every stream mid-line as a crashed or restarting Ollama does. */
+  crash: () => Promise<void>;
   /** HTTP requests Bun's server is still answering: an upstream request Minato left open shows here. */
   readonly pendingRequests: number;
   last: (path?: string) => RecordedRequest | undefined;
@@ -188,11 +194,18 @@ const isAllowedHost = (host: string | null) => {
   );
 };
 
+/** Bytes written as they are, not as a JSON line. */
+class RawBytes {
+  constructor(readonly text: string) {}
+}
+
 export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { port?: number } = {}): OllamaDouble {
   const models = new Map(initial.map((model) => [model.name, model]));
   const registry = new Map<string, { layers: number; tickDelayMs?: number }>();
   const requests: RecordedRequest[] = [];
   const state = { busy: false, streaming: 0, peakStreaming: 0 };
+  /** Cuts every stream being written, as a crash of the process would. */
+  const cutters = new Set<() => void>();
 
   const lookup = (name: string) => models.get(name) ?? models.get(`${name}:latest`) ?? models.get(name.replace(/:latest$/, ''));
 
@@ -221,10 +234,16 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
         pulled?.();
       },
       start(controller) {
+        const cut = () => {
+          cancelled = true;
+          uncount();
+          controller.error(new Error('Ollama crashed'));
+        };
+        cutters.add(cut);
         const write = async (line: unknown) => {
           await backpressure(controller);
           if (cancelled) throw new Error('cancelled');
-          const bytes = encoder.encode(`${goJson(line)}\n`);
+          const bytes = encoder.encode(line instanceof RawBytes ? line.text : `${goJson(line)}\n`);
           if (model?.splitLines && bytes.length > 2) {
             const middle = Math.floor(bytes.length / 2);
             controller.enqueue(bytes.subarray(0, middle));
@@ -252,6 +271,7 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
           } catch {
             // cancelled by the client
           }
+          cutters.delete(cut);
         })();
       },
       cancel() {
@@ -335,6 +355,12 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
           }
           if (model.dropAfterTokens === index) return 'drop';
           if (model.hangAfterTokens === index) return 'hang';
+          if (model.partialLineAfterTokens === index) {
+            const line = goJson({ model: name, created_at: createdAt(), response: token, done: false });
+            await write(new RawBytes(line.slice(0, Math.floor(line.length / 2))));
+            return;
+          }
+          if (model.garbageAfterTokens === index) await write(new RawBytes('panic: runtime error: invalid memory address\n'));
           if (model.tokenDelayMs) await sleep(model.tokenDelayMs);
           await write({ model: name, created_at: createdAt(), response: token, done: false });
           record.linesWritten++;
@@ -502,6 +528,11 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
       }
     },
     close: async () => {
+      await server.stop(true);
+    },
+    crash: async () => {
+      for (const cut of cutters) cut();
+      cutters.clear();
       await server.stop(true);
     },
   };

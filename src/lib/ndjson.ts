@@ -223,6 +223,21 @@ export type RelayOptions = {
   stallTimeoutMs?: number;
 };
 
+/**
+ * Where the first line of a run of complete lines that does not start like a JSON object begins,
+ * or -1. Ollama writes one object per line, so its lines start with `{`; checking that first
+ * byte of each line costs one `indexOf` per line, not a parse, on the relay's hot path.
+ */
+function firstLineNotAnObject(lines: Uint8Array): number {
+  let start = 0;
+  while (start < lines.length) {
+    if (lines[start] !== OPEN_BRACE && lines[start] !== NEWLINE) return start;
+    start = lines.indexOf(NEWLINE, start) + 1;
+  }
+  return -1;
+}
+const OPEN_BRACE = 0x7b;
+
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const joined = new Uint8Array(a.length + b.length);
   joined.set(a);
@@ -360,8 +375,24 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
         partial = chunk;
         continue;
       }
-      const lines = end === chunk.length - 1 ? chunk : chunk.subarray(0, end + 1);
+      let lines = end === chunk.length - 1 ? chunk : chunk.subarray(0, end + 1);
       if (end < chunk.length - 1) partial = chunk.slice(end + 1);
+      const bad = firstLineNotAnObject(lines);
+      if (bad !== -1) {
+        // Relay the good lines before it, then end: a client must never get a line it cannot parse.
+        const badLine = decoder.decode(lines.subarray(bad, lines.indexOf(NEWLINE, bad)));
+        lines = lines.subarray(0, bad);
+        if (lines.length > 0) {
+          const { output } = format === 'ndjson' ? { output: lines } : formatter(lines);
+          if (output?.length) send(controller, output);
+        }
+        fail(
+          controller,
+          `Ollama sent ${new MalformedLine(badLine).message}; the answer was stopped. Check that OLLAMA_HOST points at Ollama.`,
+          'stream_malformed',
+        );
+        return;
+      }
       lastChunk = lines;
       if (format === 'ndjson') {
         // The hot path: no formatter call, no result object.
