@@ -6,10 +6,17 @@ import { type Harness, startHarness } from './helpers';
 // Property: whatever a client sends, the answer is never a 5xx (Ollama is up and healthy here),
 // and every error is JSON with a `detail`.
 let h: Harness;
+let secured: Harness;
+const KEY = 'fuzz-key-0123456789abcdef';
 beforeAll(() => {
-  h = startHarness();
+  // Rate limits off: the runs are many and fast, and a 429 would stop them short of the routes.
+  h = startHarness({ MINATO_RATE_LIMIT: '0' });
+  secured = startHarness({ MINATO_API_KEYS: `${KEY} admin`, MINATO_RATE_LIMIT: '0', CORS_ORIGINS: 'https://app.example.com' });
 });
-afterAll(() => h.close());
+afterAll(async () => {
+  await h.close();
+  await secured.close();
+});
 
 // Every parameter the routes declare, and one they do not.
 const PARAMETERS = [...Object.keys(GenerationQuery.shape), 'unknown'];
@@ -118,4 +125,54 @@ describe('fuzzing (fast-check): random input never produces a 5xx', () => {
       { numRuns: 300 },
     );
   }, 60_000);
+
+  test('every route of the OpenAPI document, with random headers (keys, Accept, Origin, ids, types) and bodies', async () => {
+    const document = (await (await fetch(`${secured.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+    const operations = Object.entries(document.paths).flatMap(([path, item]) =>
+      Object.keys(item).map((method) => ({ method: method.toUpperCase(), path: path.replace('{model_name}', 'llava') })),
+    );
+    // Header values fetch can send (no CR, LF or NUL; those are tried on a raw socket in injection.test.ts).
+    const headerValue = fc.oneof(
+      fc.string({ maxLength: 80 }).map((text) => text.replace(/[\r\n\0]/g, '').trim()),
+      fc.constantFrom(
+        `Bearer ${KEY}`,
+        KEY,
+        'Bearer',
+        'Bearer  ',
+        `Basic ${KEY}`,
+        '*/*',
+        'text/event-stream',
+        'text/plain;q=0',
+        'application/x-ndjson',
+      ),
+      fc.constantFrom('https://app.example.com', 'null', 'multipart/form-data; boundary=', 'application/json', '0', '-1', '99999999999'),
+    );
+    const headerName = fc.constantFrom(
+      'Authorization',
+      'X-API-Key',
+      'Accept',
+      'Origin',
+      'X-Request-Id',
+      'Last-Event-ID',
+      'Content-Type',
+      'X-Custom',
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...operations),
+        fc.array(fc.tuple(headerName, headerValue), { maxLength: 6 }),
+        query,
+        fc.option(fc.oneof(fc.string(), fc.uint8Array({ maxLength: 512 })), { nil: undefined }),
+        async (operation, headers, search, body) => {
+          const init: RequestInit = { method: operation.method, headers: new Headers() };
+          for (const [name, value] of headers) (init.headers as Headers).append(name, value);
+          if (operation.method === 'POST' && body !== undefined) init.body = body as string;
+          const response = await fetch(`${secured.url}${operation.path}?message=x&${search}`, init);
+          expect(response.headers.get('x-request-id')).toBeTruthy();
+          await check(response);
+        },
+      ),
+      { numRuns: 400 },
+    );
+  }, 90_000);
 });
