@@ -93,10 +93,23 @@ function serverPid(rootPid: number): number {
   return server ?? rootPid;
 }
 
+/**
+ * Minato runs with auth on (every request carries the key; nginx and Ollama ignore it) and the
+ * request log on (to /dev/null), as users run it; its admission limits are raised above the
+ * bench's concurrency (5,000 streams of one model), since the bench measures the relay, not the queue.
+ */
+const BENCH_KEY = 'bench-key-0123456789abcdef';
+const AUTH = { Authorization: `Bearer ${BENCH_KEY}` };
+const BENCH_ENV = {
+  MINATO_API_KEYS: `${BENCH_KEY} admin rpm=0`,
+  MINATO_MAX_CONCURRENT: '20000',
+  MINATO_MAX_CONCURRENT_PER_MODEL: '20000',
+};
+
 async function startMinato(ollamaPort: number, env: Record<string, string> = {}) {
   const port = await freePort();
   // As a user runs it: the start script (which raises Bun's limit on concurrent fetches).
-  const child = start(['bun', 'run', 'start'], { PORT: String(port), OLLAMA_HOST: `127.0.0.1:${ollamaPort}`, ...env });
+  const child = start(['bun', 'run', 'start'], { PORT: String(port), OLLAMA_HOST: `127.0.0.1:${ollamaPort}`, ...BENCH_ENV, ...env });
   await waitFor(`http://127.0.0.1:${port}/health`);
   return { port, child, pid: serverPid(child.pid), url: `http://127.0.0.1:${port}` };
 }
@@ -167,7 +180,7 @@ const toMs = (value: string, unit: string) => Number(value) * ({ us: 0.001, ms: 
 async function wrk(target: Target, connections: number, seconds = SECONDS, extra: string[] = []): Promise<WrkResult> {
   const args = ['wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '--timeout', '60s', ...extra];
   if (target.body) args.push('-s', postScript(target.body));
-  for (const [name, value] of Object.entries(target.headers ?? {})) args.push('-H', `${name}: ${value}`);
+  for (const [name, value] of Object.entries({ ...AUTH, ...target.headers })) args.push('-H', `${name}: ${value}`);
   args.push(target.url);
   const child = Bun.spawn(args, { stdout: 'pipe', stderr: 'pipe' });
   const out = await new Response(child.stdout).text();
@@ -314,7 +327,7 @@ async function main() {
       const started = performance.now();
       const response = await fetch(
         target.url,
-        target.body ? { method: 'POST', body: target.body, headers: { 'Content-Type': 'application/json' } } : {},
+        target.body ? { method: 'POST', body: target.body, headers: { 'Content-Type': 'application/json' } } : { headers: AUTH },
       );
       const reader = response.body!.getReader();
       await reader.read();
@@ -379,7 +392,7 @@ async function main() {
   // Idle RSS, 4. scale and 5. vision each on a fresh process, so that peaks are their own.
   if (wants('scale')) {
     const fresh = await startMinato(ollamaPort);
-    await fetch(`${fresh.url}/stream/bench-2x0?message=hi`).then((r) => r.text());
+    await fetch(`${fresh.url}/stream/bench-2x0?message=hi`, { headers: AUTH }).then((r) => r.text());
     await Bun.sleep(500);
     const idle = processStats(fresh.pid).rssMb;
     row('idle RSS (MB, after one request)', fmt(idle, 1), '', '', `${fmt(idle, 1)} MB`, '≤ 60 MB', idle <= 60);
@@ -431,7 +444,7 @@ async function main() {
     // reset the kernel's peak-RSS mark (writing 5 to clear_refs) and take the baseline.
     const warm = new FormData();
     warm.append('images', new Blob([image.subarray(0, 1024)]), 'small.png');
-    await (await fetch(`${visionMinato.url}/vision/bench-5x0?message=hi`, { method: 'POST', body: warm })).text();
+    await (await fetch(`${visionMinato.url}/vision/bench-5x0?message=hi`, { method: 'POST', body: warm, headers: AUTH })).text();
     await Bun.sleep(200);
     writeFileSync(`/proc/${visionMinato.pid}/clear_refs`, '5');
     const visionIdle = processStats(visionMinato.pid).rssMb;
@@ -442,7 +455,7 @@ async function main() {
       const form = new FormData();
       form.append('images', new Blob([image]), 'big.png');
       let t = performance.now();
-      const answer = await fetch(`${visionMinato.url}/vision/bench-5x0?message=hi`, { method: 'POST', body: form });
+      const answer = await fetch(`${visionMinato.url}/vision/bench-5x0?message=hi`, { method: 'POST', body: form, headers: AUTH });
       if (answer.status !== 200) throw new Error(`vision answered ${answer.status}: ${await answer.text()}`);
       await answer.text();
       visionTimes.minato.push(performance.now() - t);
