@@ -104,7 +104,10 @@ const KINDS: Kind[] = [
 const totalWeight = KINDS.reduce((sum, kind) => sum + kind.weight, 0);
 const pick = () => {
   let r = Math.random() * totalWeight;
-  for (const kind of KINDS) if ((r -= kind.weight) < 0) return kind;
+  for (const kind of KINDS) {
+    r -= kind.weight;
+    if (r < 0) return kind;
+  }
   return KINDS[0]!;
 };
 
