@@ -11,10 +11,13 @@ const commands = [...README.matchAll(/```sh\n([\s\S]*?)```/g)]
   .map((line) => line.trim())
   .filter((line) => line.startsWith('curl '));
 
+const USER_KEY = 'readme-key-0123456789abc';
+const ADMIN_KEY = 'readme-admin-0123456789abc';
 let h: Harness;
 let dir: string;
 beforeAll(async () => {
-  h = startHarness();
+  // With keys on: the examples send them ($MINATO_KEY, $MINATO_ADMIN_KEY), and must work so.
+  h = startHarness({ MINATO_API_KEYS: `${USER_KEY} id=readme, ${ADMIN_KEY} admin id=readme-admin` });
   h.ollama.registry.set('llama3.2', { layers: 2 });
   h.ollama.registry.set('llama3.2:3b', { layers: 2 });
   dir = mkdtempSync(`${tmpdir()}/minato-readme-`);
@@ -48,11 +51,26 @@ describe('README curl examples', () => {
     expect(commands.length).toBeGreaterThan(10);
     for (const command of commands) {
       const runnable = command.replace(/^curl /, 'curl --fail-with-body -sS -m 20 ').replaceAll('http://127.0.0.1:8000', h.url);
-      const child = Bun.spawn(['bash', '-c', runnable], { cwd: dir, stdout: 'pipe', stderr: 'pipe' });
+      const child = Bun.spawn(['bash', '-c', runnable], {
+        cwd: dir,
+        env: { ...process.env, MINATO_KEY: USER_KEY, MINATO_ADMIN_KEY: ADMIN_KEY },
+        stdout: 'pipe',
+        stderr: 'pipe',
+      });
       const [stdout, stderr] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
       const exitCode = await child.exited;
       expect({ command, exitCode, stderr }).toEqual({ command, exitCode: 0, stderr: '' });
       if (!command.includes('>')) expect(stdout.length).toBeGreaterThan(0);
     }
   }, 60_000);
+});
+
+describe('README configuration table', () => {
+  test('documents every variable the configuration reads', async () => {
+    const source = await Bun.file(`${import.meta.dir}/../src/config.ts`).text();
+    const variables = [...source.matchAll(/^ {2}([A-Z][A-Z0-9_]+): /gm)].map((match) => match[1]!);
+    expect(variables.length).toBeGreaterThan(20);
+    const table = README.slice(README.indexOf('## Configuration'));
+    for (const variable of variables.filter((name) => name !== 'MINATO_METRICS_KEY')) expect(table).toContain(`| \`${variable}\` |`);
+  });
 });
