@@ -110,7 +110,9 @@ export function createApp({
     if (error instanceof ApiError) {
       c.var.record.errorCode = error.code;
       if (error.code.startsWith('upstream_')) metrics?.upstreamError(error.code.slice('upstream_'.length));
-      return c.json(errorBody(error), error.statusCode, error.headers);
+      const body = JSON.stringify(errorBody(error));
+      c.var.record.bytes = Buffer.byteLength(body);
+      return c.body(body, error.statusCode, { ...error.headers, 'Content-Type': 'application/json' });
     }
     if (error instanceof HTTPException) {
       // zod-openapi's own content-type gate on the vision routes answers 415 before the handler runs.

@@ -12,6 +12,8 @@ export type RequestRecord = {
   /** Place in Minato's queue on arrival (0: started at once) and time spent there. */
   queuedAt?: number;
   queueMs?: number;
+  /** Bytes of a whole (not streamed) body, where Minato serialised it itself. */
+  bytes?: number;
 };
 
 const records = new WeakMap<AbortSignal, RequestRecord>();

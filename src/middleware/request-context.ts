@@ -55,7 +55,7 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
           error: record.errorCode ?? end?.errorKind,
           ttfb_ms: firstByteAt === undefined ? undefined : round(firstByteAt - startedAt),
           duration_ms: round(now - startedAt),
-          bytes: end ? end.bytes : contentLength === null ? undefined : Number(contentLength),
+          bytes: end ? end.bytes : (record.bytes ?? (contentLength === null ? undefined : Number(contentLength))),
           client_aborted: end?.clientAborted === true || status === 499,
           upstream_status: record.upstreamStatus,
           queued_at: record.queuedAt || undefined,
@@ -97,7 +97,8 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
     if (!streaming) {
       const route = routeLabel(c);
       metrics?.request(route, c.req.method, c.res.status, (performance.now() - startedAt) / 1000);
-      finish(c.res.status, route, undefined);
+      // A whole answer's first byte goes out with the rest of it.
+      finish(c.res.status, route, performance.now());
     }
   });
 }

@@ -49,7 +49,10 @@ describe('the request log: one JSON line per request', () => {
     const before = lines.length;
     const response = await fetch(`${h.url}/llama3.2?message=my+secret+prompt`, { headers: { ...auth, 'X-Request-Id': 'sync-1' } });
     expect(response.status).toBe(200);
+    const body = await response.text();
     const line = await lastLine(before + 1);
+    expect(line.bytes).toBe(Buffer.byteLength(body));
+    expect(line.ttfb_ms).toBe(line.duration_ms);
     expect(line).toEqual(
       expect.objectContaining({
         msg: 'request',
@@ -95,6 +98,7 @@ describe('the request log: one JSON line per request', () => {
     await fetch(`${h.url}/nomodel?message=hi`, { headers: auth });
     const line = await lastLine(before + 1);
     expect(line).toEqual(expect.objectContaining({ status: 404, error: 'model_not_found', upstream_status: 404, level: 'warn' }));
+    expect(line.bytes as number).toBeGreaterThan(50);
     await sleep(0);
     expect((await json(await fetch(`${h.url}/nomodel?message=hi`, { headers: auth }))).code).toBe('model_not_found');
   });

@@ -44,7 +44,10 @@ export async function admittedSync(
 ): Promise<Response> {
   const slot = await admit(c, deps, model);
   try {
-    return c.json(await answer(), 200, queueHeaders(slot));
+    // Serialised here rather than by c.json, so that the request log can say how many bytes it sent.
+    const body = JSON.stringify(await answer());
+    c.var.record.bytes = Buffer.byteLength(body);
+    return c.body(body, 200, { 'Content-Type': 'application/json', ...queueHeaders(slot) });
   } finally {
     slot.release();
   }
