@@ -99,4 +99,24 @@ describe('slow clients do not pin memory or slots', () => {
     // And Minato goes on serving.
     expect((await fetch(`${h.url}/health`)).status).toBe(200);
   }, 20_000);
+
+  test('a client that trickles its headers (slowloris) is disconnected by Bun within about 12 s, holding nothing', async () => {
+    h = startHarness();
+    const { socket } = rawRequest(h.url, 'GET /health HTTP/1.1\r\nHost: x\r\n');
+    const startedAt = Date.now();
+    let closedAfter = 0;
+    socket.on('close', () => {
+      closedAfter = Date.now() - startedAt;
+    });
+    const trickle = setInterval(() => closedAfter || socket.write('X-Slow: 1\r\n'), 2000);
+    try {
+      while (!closedAfter && Date.now() - startedAt < 20_000) await sleep(100);
+    } finally {
+      clearInterval(trickle);
+      socket.destroy();
+    }
+    expect(closedAfter).toBeGreaterThan(0);
+    expect(closedAfter).toBeLessThan(15_000);
+    expect((await fetch(`${h.url}/health`)).status).toBe(200);
+  }, 25_000);
 });
