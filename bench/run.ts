@@ -423,6 +423,18 @@ async function main() {
         : undefined;
     const describe = (r: typeof m) =>
       `${r.requests} done, ${r.errors} errors, p50 ${fmt(r.p50 / 1000, 1)} s; peak RSS ${fmt(r.peak, 0)} MB, CPU ${fmt(r.cpu, 0)}%`;
+    // The floor for any relay that reads the body in JavaScript (as line handling must): the bare
+    // proxy in its JS_RELAY mode, on a fresh process.
+    const jsPort = await freePort();
+    const jsRelay = start(['bun', 'bench/bare-proxy.ts'], {
+      PORT: String(jsPort),
+      OLLAMA_PORT: String(ollamaPort),
+      JS_RELAY: '1',
+      BUN_CONFIG_MAX_HTTP_REQUESTS: '16384',
+    });
+    await waitFor(`http://127.0.0.1:${jsPort}/sync`);
+    const j = await scaleRun({ name: 'js-relay', url: `http://127.0.0.1:${jsPort}/stream?model=${model}` }, jsRelay.pid);
+    jsRelay.kill();
     row(
       `4. ${SCALE.streams} concurrent streams, ${SCALE.rate} lines/s for ${scaleSeconds} s`,
       describe(m),
@@ -431,6 +443,15 @@ async function main() {
       `Minato: ${m.requests >= SCALE.streams ? 'all' : `${m.requests} of ${SCALE.streams}`} complete, peak RSS ${fmt(m.peak, 0)} MB`,
       'all complete, no errors, peak RSS ≤ 200 MB',
       m.requests >= SCALE.streams && m.errors === 0 && m.peak <= 200,
+    );
+    row(
+      '4b. the same through a bare Bun proxy that only reads the body in JS',
+      describe(j),
+      '',
+      '',
+      `floor for a JS relay: peak RSS ${fmt(j.peak, 0)} MB`,
+      'reported',
+      undefined,
     );
   }
 
