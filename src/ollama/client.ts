@@ -63,6 +63,23 @@ export function createOllamaClient({
   probeAfterMs = 750,
   onWaiting,
 }: OllamaClientOptions): OllamaClient {
+  /**
+   * One probe at a time for all requests, and a success remembered for a second: thousands of
+   * requests waiting at once (a burst of streams, a model load) must not each open a connection
+   * to Ollama, which would only slow its accept queue down and make probes time out falsely.
+   */
+  let probing: Promise<string | undefined> | undefined;
+  let reachableAt = Number.NEGATIVE_INFINITY;
+  const sharedProbe = (): Promise<string | undefined> => {
+    if (performance.now() - reachableAt < 1000) return Promise.resolve(undefined);
+    probing ??= probeTcp(baseUrl, probeAfterMs).then((problem) => {
+      probing = undefined;
+      if (problem === undefined) reachableAt = performance.now();
+      return problem;
+    });
+    return probing;
+  };
+
   const call = async (path: string, body: unknown, options: CallOptions): Promise<UpstreamCall> => {
     const { signal, firstByteTimeoutMs, timeoutSetting, method = body === undefined ? 'GET' : 'POST' } = options;
     if (signal?.aborted) throw new ClientGoneError();
@@ -79,7 +96,7 @@ export function createOllamaClient({
     // Ollama is silent while it loads a model, so silence alone proves nothing; a port that does
     // not accept connections does. Check once, shortly after the request went out.
     const probe = setTimeout(async () => {
-      const problem = await probeTcp(baseUrl, probeAfterMs);
+      const problem = await sharedProbe();
       if (problem !== undefined && !settled && !controller.signal.aborted) {
         unreachable = problem;
         controller.abort(new Error(problem));

@@ -56,4 +56,34 @@ describe('createOllamaClient', () => {
     await client.call('/api/show', { model: 'x' }, { firstByteTimeoutMs: 1000, timeoutSetting: 'X' });
     expect([...seen!.keys()]).toEqual(['content-type']);
   });
+
+  test('many requests waiting at once share one reachability probe instead of opening a connection each', async () => {
+    let connections = 0;
+    const listener = Bun.listen({
+      hostname: '127.0.0.1',
+      port: 0,
+      socket: {
+        open: () => {
+          connections++;
+        },
+        data: () => {},
+      },
+    });
+    try {
+      // Requests go to a fetch that never answers; only the probes reach the listener.
+      const client = createOllamaClient({ baseUrl: `http://127.0.0.1:${listener.port}`, fetch: blackHoleFetch, probeAfterMs: 100 });
+      const controller = new AbortController();
+      const waiting = Array.from({ length: 200 }, () =>
+        client
+          .call('/api/generate', {}, { signal: controller.signal, firstByteTimeoutMs: 10_000, timeoutSetting: 'X' })
+          .catch(() => 'ended'),
+      );
+      await Bun.sleep(400);
+      expect(connections).toBe(1); // one probe for 200 requests, and its success remembered
+      controller.abort();
+      expect(await Promise.all(waiting)).toEqual(Array(200).fill('ended'));
+    } finally {
+      listener.stop(true);
+    }
+  });
 });
