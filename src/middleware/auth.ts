@@ -1,6 +1,6 @@
 import type { RouteConfig } from '@hono/zod-openapi';
 import { createMiddleware } from 'hono/factory';
-import type { Config } from '../config';
+import { type Config, isLoopback } from '../config';
 import { allows, findKey, presentedKey, type Scope } from '../lib/api-keys';
 import { ApiError } from '../lib/errors';
 import type { RateLimiter } from '../lib/rate-limit';
@@ -36,11 +36,13 @@ const unauthorized = (detail: string, error?: string) =>
 /**
  * Every request but those to public paths needs a configured key (a route added without a scope
  * is still behind a key: deny by default). Then the per-key rate limit. With no keys configured
- * (only allowed on loopback, or with MINATO_ALLOW_UNAUTHENTICATED) nobody is asked for a key and
- * the rate limit counts per client address.
+ * nobody is asked for a key; on loopback nothing is limited either (every client there has the
+ * same address, as the original service had no limit), while beyond loopback (allowed only with
+ * MINATO_ALLOW_UNAUTHENTICATED) the rate limit counts per client address.
  */
 export function authenticate(config: Config, limiter: RateLimiter) {
   const keys = config.apiKeys;
+  const limitByAddress = keys.length === 0 && !isLoopback(config.host);
   return createMiddleware<AppEnv>(async (c, next) => {
     if (isPublicPath(config, c.req.path)) return next();
     let client: string;
@@ -57,6 +59,7 @@ export function authenticate(config: Config, limiter: RateLimiter) {
       client = `key:${key.id}`;
       limit = key.rpm ?? limit;
     } else {
+      if (!limitByAddress) return next();
       client = `ip:${c.env?.server?.requestIP(c.req.raw)?.address ?? 'local'}`;
     }
     if (limit === 0) return next();

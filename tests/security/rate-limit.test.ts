@@ -39,3 +39,25 @@ describe('per-key rate limits', () => {
     for (let i = 0; i < 5; i++) expect((await fetch(`${h.url}/health`)).headers.get('ratelimit')).toBeNull();
   });
 });
+
+describe('rate limits without keys', () => {
+  test('on loopback nothing is limited (as the original); beyond loopback each address is', async () => {
+    const local = startHarness({ MINATO_RATE_LIMIT: '2' });
+    try {
+      const statuses = [];
+      for (let i = 0; i < 4; i++) statuses.push((await fetch(`${local.url}/llama3.2?message=hi`)).status);
+      expect(statuses).toEqual([200, 200, 200, 200]);
+    } finally {
+      await local.close();
+    }
+    // HOST is only read for this decision here; the harness still listens on 127.0.0.1.
+    const exposed = startHarness({ MINATO_RATE_LIMIT: '2', HOST: '0.0.0.0', MINATO_ALLOW_UNAUTHENTICATED: 'true' });
+    try {
+      const statuses = [];
+      for (let i = 0; i < 3; i++) statuses.push((await fetch(`${exposed.url}/llama3.2?message=hi`)).status);
+      expect(statuses).toEqual([200, 200, 429]);
+    } finally {
+      await exposed.close();
+    }
+  });
+});
