@@ -151,10 +151,14 @@ function objectOrThrow(line: string): Record<string, unknown> {
 }
 
 /**
- * One lazily re-armed timer per stream rather than one per read (profiling showed a timer and a
- * promise per chunk costing a fifth of the streaming throughput): a read only notes when it
- * started waiting. Silence counts only while Minato waits on Ollama, not while a slow client is
- * still reading. When it expires the reader is cancelled, which ends the pending read.
+ * One timer per stream rather than one per read (profiling showed a timer and a promise per
+ * chunk costing a fifth of the streaming throughput), and no clock read per chunk either (two
+ * `performance.now()` per chunk were another twentieth): reads and hand-overs only flip flags and
+ * bump counters, and a check every quarter of the deadline sees whether anything moved since the
+ * check before. Silence is counted from the first check that finds a read already pending, so a
+ * deadline never fires early, and at most a quarter late. Silence counts only while Minato waits
+ * on Ollama, not while a slow client is still reading. When it expires the reader is cancelled,
+ * which ends the pending read.
  *
  * The same timer watches the other side when `stall` is given: a client that leaves what it was
  * handed unread (its socket buffer full) for `stall.ms` is cut off, since it holds a generation
@@ -165,41 +169,54 @@ function idleWatchdog(
   idleTimeoutMs: number,
   stall?: { ms: number; onStall: () => void },
 ) {
-  let waitingSince = 0;
-  let handedOverAt = 0;
+  const period = Math.max(5, Math.min(idleTimeoutMs, stall?.ms ?? Number.POSITIVE_INFINITY) / 4);
+  // What the reads and the client did: flags for now, counters for "anything since?".
+  let reading = false;
+  let reads = 0;
+  let handed = false;
+  let handOvers = 0;
+  // What the previous check saw, and how long nothing has moved.
+  let sawReading = false;
+  let sawReads = 0;
+  let sawHanded = false;
+  let sawHandOvers = 0;
+  let silentMs = 0;
+  let unreadMs = 0;
   let expired = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const check = () => {
-    const now = performance.now();
-    const silent = waitingSince === 0 ? 0 : now - waitingSince;
-    if (silent >= idleTimeoutMs) {
+    silentMs = reading && sawReading && reads === sawReads ? silentMs + period : 0;
+    unreadMs = handed && sawHanded && handOvers === sawHandOvers ? unreadMs + period : 0;
+    sawReading = reading;
+    sawReads = reads;
+    sawHanded = handed;
+    sawHandOvers = handOvers;
+    if (silentMs >= idleTimeoutMs) {
       expired = true;
       reader.cancel(new IdleTimeout()).catch(() => {});
       return;
     }
-    let next = idleTimeoutMs - silent;
-    if (stall) {
-      const unread = handedOverAt === 0 ? 0 : now - handedOverAt;
-      if (unread >= stall.ms) {
-        stall.onStall();
-        return;
-      }
-      next = Math.min(next, stall.ms - unread);
+    if (stall && unreadMs >= stall.ms) {
+      stall.onStall();
+      return;
     }
-    timer = setTimeout(check, next);
+    timer = setTimeout(check, period);
   };
-  timer = setTimeout(check, stall ? Math.min(idleTimeoutMs, stall.ms) : idleTimeoutMs);
+  timer = setTimeout(check, period);
   return {
+    /** A read from Ollama starts; at the start of a pull, the client has taken what it was handed. */
     waiting: () => {
-      waitingSince = performance.now();
-      handedOverAt = 0;
+      reading = true;
+      handed = false;
     },
     idle: () => {
-      waitingSince = 0;
+      reading = false;
+      reads++;
     },
     /** A chunk was handed to the client; the next pull says it was taken. */
     handedOver: () => {
-      handedOverAt = performance.now();
+      handed = true;
+      handOvers++;
     },
     get expired() {
       return expired;
