@@ -45,6 +45,10 @@ const proc = Bun.spawn(['bun', 'run', 'start'], {
 });
 let url = '';
 let logLines = 0;
+const logged = new Set<string>();
+/** Every request sent: its kind, and whether its client abandoned it (it may then never have reached Minato). */
+const sent = new Map<string, { kind: string; abandoned: boolean }>();
+let sequence = 0;
 (async () => {
   const decoder = new TextDecoder();
   let buffered = '';
@@ -52,9 +56,12 @@ let logLines = 0;
     buffered += decoder.decode(chunk, { stream: true });
     let newline = buffered.indexOf('\n');
     while (newline !== -1) {
-      const line = JSON.parse(buffered.slice(0, newline)) as { msg: string; url?: string };
+      const line = JSON.parse(buffered.slice(0, newline)) as { msg: string; url?: string; request_id?: string };
       if (line.msg === 'listening') url = line.url!;
-      if (line.msg === 'request') logLines++;
+      if (line.msg === 'request') {
+        logLines++;
+        logged.add(line.request_id as string);
+      }
       buffered = buffered.slice(newline + 1);
       newline = buffered.indexOf('\n');
     }
@@ -71,35 +78,62 @@ const pid = serverPid();
 const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
 const auth = { Authorization: `Bearer ${KEY}` };
-type Kind = { name: string; weight: number; send: (signal: AbortSignal) => Promise<Response> };
+type Kind = { name: string; weight: number; send: (signal: AbortSignal, id: string) => Promise<Response> };
 const KINDS: Kind[] = [
-  { name: 'sync', weight: 20, send: (signal) => fetch(`${url}/chat?message=hi`, { headers: auth, signal }) },
-  { name: 'stream', weight: 25, send: (signal) => fetch(`${url}/stream/chat?message=hi`, { headers: auth, signal }) },
+  { name: 'sync', weight: 20, send: (signal, id) => fetch(`${url}/chat?message=hi`, { headers: { ...auth, 'X-Request-Id': id }, signal }) },
+  {
+    name: 'stream',
+    weight: 25,
+    send: (signal, id) => fetch(`${url}/stream/chat?message=hi`, { headers: { ...auth, 'X-Request-Id': id }, signal }),
+  },
   {
     name: 'sse',
     weight: 10,
-    send: (signal) => fetch(`${url}/stream/chat?message=hi`, { headers: { ...auth, Accept: 'text/event-stream' }, signal }),
+    send: (signal, id) =>
+      fetch(`${url}/stream/chat?message=hi`, { headers: { ...auth, Accept: 'text/event-stream', 'X-Request-Id': id }, signal }),
   },
   {
     name: 'text',
     weight: 5,
-    send: (signal) => fetch(`${url}/stream/chat?message=hi`, { headers: { ...auth, Accept: 'text/plain' }, signal }),
+    send: (signal, id) =>
+      fetch(`${url}/stream/chat?message=hi`, { headers: { ...auth, Accept: 'text/plain', 'X-Request-Id': id }, signal }),
   },
-  { name: 'quick', weight: 10, send: (signal) => fetch(`${url}/quick?message=hi`, { headers: auth, signal }) },
+  {
+    name: 'quick',
+    weight: 10,
+    send: (signal, id) => fetch(`${url}/quick?message=hi`, { headers: { ...auth, 'X-Request-Id': id }, signal }),
+  },
   {
     name: 'vision',
     weight: 8,
-    send: (signal) => {
+    send: (signal, id) => {
       const form = new FormData();
       form.append('images', new Blob([PNG], { type: 'image/png' }), 'a.png');
-      return fetch(`${url}/stream/vision/llava?message=hi`, { method: 'POST', body: form, headers: auth, signal });
+      return fetch(`${url}/stream/vision/llava?message=hi`, {
+        method: 'POST',
+        body: form,
+        headers: { ...auth, 'X-Request-Id': id },
+        signal,
+      });
     },
   },
-  { name: 'models', weight: 5, send: (signal) => fetch(`${url}/models_list`, { headers: auth, signal }) },
-  { name: 'flaky', weight: 5, send: (signal) => fetch(`${url}/stream/flaky?message=hi`, { headers: auth, signal }) },
-  { name: 'drops', weight: 4, send: (signal) => fetch(`${url}/drops?message=hi`, { headers: auth, signal }) },
-  { name: 'unknown model', weight: 4, send: (signal) => fetch(`${url}/nope?message=hi`, { headers: auth, signal }) },
-  { name: 'no key', weight: 4, send: (signal) => fetch(`${url}/chat?message=hi`, { signal }) },
+  { name: 'models', weight: 5, send: (signal, id) => fetch(`${url}/models_list`, { headers: { ...auth, 'X-Request-Id': id }, signal }) },
+  {
+    name: 'flaky',
+    weight: 5,
+    send: (signal, id) => fetch(`${url}/stream/flaky?message=hi`, { headers: { ...auth, 'X-Request-Id': id }, signal }),
+  },
+  {
+    name: 'drops',
+    weight: 4,
+    send: (signal, id) => fetch(`${url}/drops?message=hi`, { headers: { ...auth, 'X-Request-Id': id }, signal }),
+  },
+  {
+    name: 'unknown model',
+    weight: 4,
+    send: (signal, id) => fetch(`${url}/nope?message=hi`, { headers: { ...auth, 'X-Request-Id': id }, signal }),
+  },
+  { name: 'no key', weight: 4, send: (signal, id) => fetch(`${url}/chat?message=hi`, { headers: { 'X-Request-Id': id }, signal }) },
 ];
 const totalWeight = KINDS.reduce((sum, kind) => sum + kind.weight, 0);
 const pick = () => {
@@ -123,14 +157,19 @@ async function one() {
   const controller = new AbortController();
   const abandon = Math.random() < 1 / 3;
   const timer = abandon ? setTimeout(() => controller.abort(), Math.random() * 150) : undefined;
+  const id = `soak-${++sequence}`;
+  const record = { kind: kind.name, abandoned: false };
+  sent.set(id, record);
   try {
-    const response = await kind.send(controller.signal);
+    const response = await kind.send(controller.signal, id);
     entry.byStatus.set(response.status, (entry.byStatus.get(response.status) ?? 0) + 1);
     if (response.status >= 500 && !['drops'].includes(kind.name)) fiveHundreds++;
     await response.arrayBuffer();
   } catch (error) {
-    if (controller.signal.aborted) entry.aborted++;
-    else {
+    if (controller.signal.aborted) {
+      entry.aborted++;
+      record.abandoned = true;
+    } else {
       unexpectedErrors++;
       if (unexpectedErrors <= 5) console.error(kind.name, error);
     }
@@ -183,6 +222,7 @@ for (const [name, entry] of stats) {
     .join(' ');
   console.log(`| ${name} | ${entry.sent} | ${entry.aborted} | ${statuses} |`);
 }
+const unlogged = [...sent].filter(([id]) => !logged.has(id)).map(([, request]) => request);
 const checks: [string, boolean, string][] = [
   [
     'no request left open at Ollama',
@@ -197,9 +237,16 @@ const checks: [string, boolean, string][] = [
   ['no 5xx but where Ollama failed', fiveHundreds === 0, `${fiveHundreds}`],
   ['no client error other than its own abort', unexpectedErrors === 0, `${unexpectedErrors}`],
   [
-    'one log line per request',
-    logLines - logBefore >= REQUESTS,
-    `${logLines - logBefore} lines for ${REQUESTS} requests (plus the /metrics scrape)`,
+    'one log line per request that reached Minato',
+    unlogged.filter((request) => !request.abandoned).length === 0,
+    `${logLines - logBefore} lines for ${REQUESTS} requests; not logged: ${unlogged.length} (${unlogged.filter((r) => r.abandoned).length} abandoned before Minato saw them${
+      unlogged.some((r) => !r.abandoned)
+        ? `, and ${unlogged
+            .filter((r) => !r.abandoned)
+            .map((r) => r.kind)
+            .join(', ')} that were not`
+        : ''
+    })`,
   ],
   [
     'RSS back within 25 MB of the start',
