@@ -113,6 +113,8 @@ export function secured<R extends RouteConfig>(config: Config, route: R, scope: 
       401: authErrorResponse('No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`.'),
       403: authErrorResponse(`The key lacks the "${scope}" scope.`),
       429: authErrorResponse("The key's rate limit is reached; retry after `Retry-After` seconds."),
+      414: authErrorResponse('The URL is longer than MINATO_MAX_URL_BYTES.'),
+      431: authErrorResponse('The request headers are larger than MINATO_MAX_HEADER_BYTES.'),
     },
   } as R;
 }

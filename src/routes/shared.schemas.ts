@@ -38,7 +38,9 @@ export const validationError = {
 /** Upstream failures every route that calls Ollama can answer with. */
 export const upstreamErrors = {
   502: jsonError('Ollama is unreachable, refused the request, or failed.'),
-  503: jsonError('Ollama is busy (its queue is full); retry after `Retry-After` seconds.'),
+  503: jsonError(
+    "Minato's queue for generations is full or the wait passed MINATO_QUEUE_TIMEOUT (`queue_full`, `queue_timeout`), Minato is shutting down (`shutting_down`), or Ollama's own queue is full (`upstream_busy`); retry after `Retry-After` seconds.",
+  ),
   504: jsonError('Ollama sent nothing before the first-byte deadline.'),
 } as const;
 

@@ -53,6 +53,7 @@ const visionRequest = {
 const visionErrors = {
   400: jsonError('The model cannot read images (no `vision` capability), or the body is malformed.'),
   404: jsonError('The model is not installed; install it with `POST /install/{model_name}`.'),
+  408: jsonError('The upload took longer than MINATO_BODY_TIMEOUT.'),
   413: jsonError('Too many images, an image over the size limit, or a body over the total limit.'),
   415: jsonError('The body is neither multipart/form-data nor JSON, or a file is not a PNG, JPEG, GIF, WebP or BMP image.'),
   422: validationError,
