@@ -2,6 +2,12 @@ import { describe, expect, test } from 'bun:test';
 import { allows, findKey, parseKeys, presentedKey, sha256 } from '../../src/lib/api-keys';
 
 describe('API key entries', () => {
+  test('keys are hashed with standard SHA-256, so `printf %s "$KEY" | sha256sum` gives the stored form', () => {
+    expect(sha256('abc').toString('hex')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+    const hashed = parseKeys('sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad id=abc', undefined);
+    expect(findKey(hashed, 'abc')?.id).toBe('abc');
+  });
+
   test('scopes, ids and per-key rate limits; generate by default', () => {
     const [plain, admin, scraper] = parseKeys(
       'plain-key-0123456789, admin-key-0123456789 admin id=ops rpm=5, scrape-key-0123456789 metrics',
