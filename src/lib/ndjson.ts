@@ -400,7 +400,7 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
         const badLine = decoder.decode(lines.subarray(bad, lines.indexOf(NEWLINE, bad)));
         lines = lines.subarray(0, bad);
         if (lines.length > 0) {
-          const { output } = format === 'ndjson' ? { output: lines } : formatter(lines);
+          const { output } = formatter(lines);
           if (output?.length) send(controller, output);
         }
         fail(

@@ -18,7 +18,6 @@ export type AppEnv = Env & {
   Variables: {
     /** Set by the request-context middleware: starts watching this request's stream. */
     observeStream?: () => StreamObserver;
-    requestId: string;
     /** What the request log will say about this request. */
     record: RequestRecord;
     /** The key the request was made with (absent when no keys are configured, or on public paths). */

@@ -19,7 +19,7 @@ const requirement = (scope: Scope | undefined): Record<string, string[]>[] => {
   return [{ bearerAuth: roles }, { apiKeyHeader: roles }];
 };
 
-/** Whether `path` is served without a key: a listed path, and for `/docs` its assets and /redoc. */
+/** Whether `path` (a request path) is served without a key: a listed path, and for `/docs` its assets and /redoc. */
 export function isPublicPath(config: Config, path: string): boolean {
   for (const open of config.publicPaths) {
     if (path === open) return true;
@@ -46,6 +46,7 @@ export function authenticate(config: Config, limiter: RateLimiter) {
   return createMiddleware<AppEnv>(async (c, next) => {
     if (isPublicPath(config, c.req.path)) return next();
     let client: string;
+    let keyId: string | undefined;
     let limit = config.rateLimitPerMinute;
     if (keys.length > 0) {
       const presented = presentedKey(c.req.header('authorization'), c.req.header('x-api-key'));
@@ -56,6 +57,7 @@ export function authenticate(config: Config, limiter: RateLimiter) {
       if (!key) throw unauthorized('The API key is not valid. Check it against MINATO_API_KEYS.', 'invalid_token');
       c.set('apiKey', key);
       c.var.record.keyId = key.id;
+      keyId = key.id;
       client = `key:${key.id}`;
       limit = key.rpm ?? limit;
     } else {
@@ -67,7 +69,7 @@ export function authenticate(config: Config, limiter: RateLimiter) {
     if (!decision.allowed) {
       throw new ApiError(
         429,
-        `Rate limit of ${limit} requests per minute reached${keys.length > 0 ? ` for key ${client.slice(4)}` : ''}. Retry after ${decision.headers['Retry-After']} s.`,
+        `Rate limit of ${limit} requests per minute reached${keyId ? ` for key ${keyId}` : ''}. Retry after ${decision.headers['Retry-After']} s.`,
         'rate_limited',
         decision.headers,
       );
@@ -102,8 +104,7 @@ export const requireScope = (scope: Scope) =>
  * route enforces it, from this one declaration. A public path declares none (`security: []`).
  */
 export function secured<R extends RouteConfig>(config: Config, route: R, scope: Scope) {
-  const path = route.path.replace(/\{([^}]+)\}/g, ':$1');
-  if (isPublicPath(config, path)) return { ...route, security: [] } as R;
+  if (isPublicRoute(config, route)) return { ...route, security: [] } as R;
   return {
     ...route,
     security: requirement(scope),
@@ -121,5 +122,8 @@ export function secured<R extends RouteConfig>(config: Config, route: R, scope: 
 
 /** For routes every key may use (health and docs when they are not public). */
 export function anyKey<R extends RouteConfig>(config: Config, route: R): R {
-  return { ...route, security: isPublicPath(config, route.path) ? [] : requirement(undefined) };
+  return { ...route, security: isPublicRoute(config, route) ? [] : requirement(undefined) };
 }
+
+/** Whether a route's OpenAPI path template (`/stream/{model_name}`) is public. */
+const isPublicRoute = (config: Config, route: RouteConfig) => isPublicPath(config, route.path.replace(/\{([^}]+)\}/g, ':$1'));

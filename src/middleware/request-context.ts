@@ -30,7 +30,6 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
     const given = c.req.header('x-request-id');
     const requestId = given !== undefined && CLIENT_REQUEST_ID.test(given) ? given : crypto.randomUUID();
     const record: RequestRecord = {};
-    c.set('requestId', requestId);
     c.set('record', record);
     attachRecord(c.req.raw.signal, record);
     const done = lifecycle.begin();

@@ -26,10 +26,14 @@ function noteSlot(c: Context<AppEnv>, slot: Slot) {
   c.var.record.queueMs = slot.waitedMs;
 }
 
-/** Waits for a slot for `model` (throws 503 when the queue is full or the wait too long). */
-async function admit(c: Context<AppEnv>, deps: Deps, model: string): Promise<Slot> {
+/** Asks for a slot for `model`: one at once, or a ticket to wait on (throws 503 when the queue is full). */
+function enter(c: Context<AppEnv>, deps: Deps, model: string): Slot | Ticket {
   c.var.record.model = model;
-  const entry = deps.admission.enter(model, c.req.raw.signal);
+  return deps.admission.enter(model, c.req.raw.signal);
+}
+
+/** The slot itself, waiting for it when it came as a ticket (a 503 when the wait is too long). */
+async function slotOf(c: Context<AppEnv>, entry: Slot | Ticket): Promise<Slot> {
   const slot = isTicket(entry) ? await entry.slot : entry;
   noteSlot(c, slot);
   return slot;
@@ -42,7 +46,7 @@ export async function admittedSync(
   model: string,
   answer: () => Promise<Record<string, unknown>>,
 ): Promise<Response> {
-  const slot = await admit(c, deps, model);
+  const slot = await slotOf(c, enter(c, deps, model));
   try {
     // Serialised here rather than by c.json, so that the request log can say how many bytes it sent.
     const body = JSON.stringify(await answer());
@@ -54,18 +58,16 @@ export async function admittedSync(
 }
 
 /** Wraps the request's stream observer so that the stream's end also gives the slot back. */
-const releasingObserver =
-  (c: Context<AppEnv>, slot: Slot, extraBytes = 0) =>
-  (): StreamObserver => {
-    const inner = c.var.observeStream?.();
-    return {
-      firstByte: () => inner?.firstByte(),
-      end: (result) => {
-        slot.release();
-        inner?.end({ ...result, bytes: result.bytes + extraBytes });
-      },
-    };
+const releasingObserver = (c: Context<AppEnv>, slot: Slot) => (): StreamObserver => {
+  const inner = c.var.observeStream?.();
+  return {
+    firstByte: () => inner?.firstByte(),
+    end: (result) => {
+      slot.release();
+      inner?.end(result);
+    },
   };
+};
 
 /** Starts the upstream stream; handed the observer it must pass on to the relay. */
 type StartStream = (observe: () => StreamObserver) => Promise<Response>;
@@ -79,11 +81,9 @@ export async function admittedStream(
   start: StartStream,
   { queueEvents = true } = {},
 ): Promise<Response> {
-  c.var.record.model = model;
-  const entry = deps.admission.enter(model, c.req.raw.signal);
+  const entry = enter(c, deps, model);
   if (isTicket(entry) && format === 'sse' && queueEvents) return queuedSse(c, entry, start);
-  const slot = isTicket(entry) ? await entry.slot : entry;
-  noteSlot(c, slot);
+  const slot = await slotOf(c, entry);
   try {
     const response = await start(releasingObserver(c, slot));
     for (const [name, value] of Object.entries(queueHeaders(slot))) response.headers.set(name, value);
