@@ -9,6 +9,7 @@ import { createLifecycle, type Lifecycle } from './lib/lifecycle';
 import { createRateLimiter } from './lib/rate-limit';
 import { authenticate } from './middleware/auth';
 import { corsFor } from './middleware/cors';
+import { hostGuard } from './middleware/host-guard';
 import { requestLimits } from './middleware/limits';
 import { type RequestLog, requestContext } from './middleware/request-context';
 import { createCapabilityLookup } from './ollama/capabilities';
@@ -60,6 +61,7 @@ export function createApp({
 
   // Outermost first: every response gets its request id and log line, even a refused one.
   app.use('*', requestContext({ metrics, lifecycle, log }));
+  app.use('*', hostGuard(config));
   app.use('*', requestLimits(config, lifecycle));
   if (config.corsOrigins.length > 0) app.use('*', corsFor(config.corsOrigins));
   app.use('*', authenticate(config, createRateLimiter()));

@@ -120,11 +120,15 @@ const EnvSchema = z.object({
   MINATO_PUBLIC_PATHS: z.string().default(DEFAULT_PUBLIC_PATHS.join(',')),
   /** Browser origins allowed to call the API (CORS), comma-separated; `*` for any. */
   CORS_ORIGINS: z.string().optional(),
+  /** Without API keys: host names (besides loopback ones and the bind address) requests may be addressed to; `*` for any. */
+  MINATO_ALLOWED_HOSTS: z.string().optional(),
   /** Requests per minute per key (or per client address when no keys are configured); 0 turns it off. */
   MINATO_RATE_LIMIT: z.coerce.number().int().min(0).default(600),
   /** Generations running at once, per model and in all. */
   MINATO_MAX_CONCURRENT_PER_MODEL: z.coerce.number().int().positive().default(4),
   MINATO_MAX_CONCURRENT: z.coerce.number().int().positive().default(16),
+  /** Generations one key (or, without keys, one client address) may run at once; default half of MINATO_MAX_CONCURRENT. */
+  MINATO_MAX_CONCURRENT_PER_KEY: z.coerce.number().int().positive().optional(),
   /** Generations waiting for a slot, per model and in all; beyond that, 503. */
   MINATO_MAX_QUEUE_PER_MODEL: z.coerce.number().int().min(0).default(32),
   MINATO_MAX_QUEUE: z.coerce.number().int().min(0).default(128),
@@ -160,9 +164,12 @@ export type Config = {
   allowUnauthenticated: boolean;
   publicPaths: string[];
   corsOrigins: string[];
+  /** Host names accepted without keys besides loopback ones (the bind address included); `*` for any. */
+  allowedHosts: string[];
   rateLimitPerMinute: number;
   maxConcurrentPerModel: number;
   maxConcurrent: number;
+  maxConcurrentPerKey: number;
   maxQueuePerModel: number;
   maxQueue: number;
   queueTimeoutMs: number;
@@ -225,6 +232,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       problems.push(`CORS_ORIGINS: "${origin}" is not an origin (scheme://host[:port], no path), nor *`);
     }
   }
+  const allowedHosts = list(e.MINATO_ALLOWED_HOSTS ?? '').map((host) => host.toLowerCase());
+  for (const host of allowedHosts) {
+    if (host !== '*' && !/^(?:[a-z0-9_.-]+|\[[0-9a-f:.]+\])$/.test(host)) {
+      problems.push(`MINATO_ALLOWED_HOSTS: "${host}" is not a host name (no scheme, port or path), nor *`);
+    }
+  }
+  // The bind address is a name clients use; a bind-all address is not.
+  if (!['0.0.0.0', '::', '[::]'].includes(e.HOST)) allowedHosts.push(e.HOST.toLowerCase());
   if (apiKeys.length === 0 && !isLoopback(e.HOST) && !e.MINATO_ALLOW_UNAUTHENTICATED) {
     problems.push(
       `HOST=${e.HOST}: refusing to listen beyond this machine without API keys, which would let anyone who can reach it run models on the GPU and install models. Set MINATO_API_KEYS (or MINATO_API_KEYS_FILE), or MINATO_ALLOW_UNAUTHENTICATED=true if a proxy in front already authenticates.`,
@@ -247,9 +262,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     allowUnauthenticated: e.MINATO_ALLOW_UNAUTHENTICATED,
     publicPaths,
     corsOrigins,
+    allowedHosts,
     rateLimitPerMinute: e.MINATO_RATE_LIMIT,
     maxConcurrentPerModel: e.MINATO_MAX_CONCURRENT_PER_MODEL,
     maxConcurrent: e.MINATO_MAX_CONCURRENT,
+    maxConcurrentPerKey: e.MINATO_MAX_CONCURRENT_PER_KEY ?? Math.max(1, Math.ceil(e.MINATO_MAX_CONCURRENT / 2)),
     maxQueuePerModel: e.MINATO_MAX_QUEUE_PER_MODEL,
     maxQueue: e.MINATO_MAX_QUEUE,
     queueTimeoutMs: e.MINATO_QUEUE_TIMEOUT * 1000,

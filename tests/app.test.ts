@@ -56,12 +56,15 @@ describe('HEAD', () => {
 
 describe('what reaches Ollama', () => {
   test("the client's Host, Origin, cookies, Authorization and hop-by-hop headers never do", async () => {
-    const response = await fetch(`${h.url}/stream/llama3.2?message=hi`, {
+    // With keys, a foreign Host and Origin are the key holder's business (without keys they are refused: host-guard.test.ts).
+    const KEY = 'app-test-key-0123456789';
+    const keyed = startHarness({ MINATO_API_KEYS: KEY });
+    const response = await fetch(`${keyed.url}/stream/llama3.2?message=hi`, {
       headers: {
         Host: 'gpu.example.org',
         Origin: 'https://evil.example',
         Cookie: 'session=secret',
-        Authorization: 'Bearer secret',
+        Authorization: `Bearer ${KEY}`,
         'X-Forwarded-For': '203.0.113.9',
         Connection: 'keep-alive, X-Private',
         'X-Private': 'x',
@@ -70,8 +73,9 @@ describe('what reaches Ollama', () => {
     // The double answers 403 to a foreign Host or any Origin, as Ollama does.
     expect(response.status).toBe(200);
     await response.text();
-    const headers = h.ollama.last('/api/generate')!.headers;
-    expect(headers.host).toBe(`127.0.0.1:${h.ollama.port}`);
+    const headers = keyed.ollama.last('/api/generate')!.headers;
+    await keyed.close();
+    expect(headers.host).toBe(`127.0.0.1:${keyed.ollama.port}`);
     for (const name of ['origin', 'cookie', 'authorization', 'x-forwarded-for', 'x-private']) expect(headers[name]).toBeUndefined();
   });
 });

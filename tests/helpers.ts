@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { type Config, loadConfig } from '../src/config';
 import type { RequestLog } from '../src/middleware/request-context';
 import { startServer } from '../src/server';
@@ -69,3 +70,29 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
 /** A response's JSON body, typed loosely for assertions. */
 // biome-ignore lint/suspicious/noExplicitAny: test assertions inspect arbitrary JSON
 export const json = (response: Response): Promise<any> => response.json() as Promise<any>;
+
+/**
+ * Writes a request byte for byte on a raw socket and reads the answer until the server closes
+ * (send `Connection: close`): fetch would normalise or refuse what these tests need to send.
+ */
+export function rawHttp(url: string, head: string, timeoutMs = 5000): Promise<{ status: number; headers: string; body: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port) });
+    let received = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer to ${JSON.stringify(head.slice(0, 80))}`));
+    }, timeoutMs);
+    socket.on('data', (data) => {
+      received += data.toString('latin1');
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const split = received.indexOf('\r\n\r\n');
+      resolve({ status: Number(received.slice(9, 12)), headers: received.slice(0, split), body: received.slice(split + 4) });
+    });
+    socket.on('error', () => {});
+    socket.write(head);
+  });
+}

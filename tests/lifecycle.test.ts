@@ -64,7 +64,7 @@ function requestOn(socket: Socket, path: string): Promise<string> {
       }
     };
     socket.on('data', onData);
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
   });
 }
 

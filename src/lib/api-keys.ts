@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import { ApiError } from './errors';
 
 /**
  * API keys and what each may do. A key is kept only as its SHA-256 digest: in the environment or
@@ -62,10 +63,17 @@ export function parseKeyEntry(entry: string, where: string): ApiKey {
 export function parseKeys(list: string | undefined, file: { path: string; text: string } | undefined): ApiKey[] {
   const keys: ApiKey[] = [];
   const problems: string[] = [];
+  const seen = new Map<string, string>();
   const add = (entry: string, where: string): void => {
     if (entry.trim() === '') return;
     try {
-      keys.push(parseKeyEntry(entry, where));
+      const key = parseKeyEntry(entry, where);
+      // One secret, one set of scopes: a second listing would silently be ignored.
+      const first = seen.get(key.digest.toString('hex'));
+      if (first !== undefined)
+        throw new Error(`${where}: the same key is already listed (${first}); list each key once, with all its scopes`);
+      seen.set(key.digest.toString('hex'), where);
+      keys.push(key);
     } catch (error) {
       problems.push((error as Error).message);
     }
@@ -80,11 +88,21 @@ export function parseKeys(list: string | undefined, file: { path: string; text: 
   return keys;
 }
 
-/** The key a request presented, from `Authorization: Bearer` or `X-API-Key`. */
+/**
+ * The key a request presented, from `Authorization: Bearer` or `X-API-Key`. Two different keys
+ * are refused (400) rather than one silently chosen: which one the caller meant is not Minato's guess.
+ */
 export function presentedKey(authorization: string | undefined, apiKeyHeader: string | undefined): string | undefined {
-  if (apiKeyHeader !== undefined && apiKeyHeader !== '') return apiKeyHeader.trim();
-  const bearer = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? '');
-  return bearer?.[1];
+  const bearer = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? '')?.[1];
+  const header = apiKeyHeader === undefined || apiKeyHeader.trim() === '' ? undefined : apiKeyHeader.trim();
+  if (bearer !== undefined && header !== undefined && bearer !== header) {
+    throw new ApiError(
+      400,
+      'The request carries two different keys (Authorization: Bearer and X-API-Key); send one key, in either header.',
+      'conflicting_keys',
+    );
+  }
+  return header ?? bearer;
 }
 
 /**

@@ -56,6 +56,14 @@ export function createRateLimiter(now: () => number = () => performance.now()) {
       if (!allowed) headers['Retry-After'] = String(Math.max(1, Math.ceil(((1 - bucket.tokens) * msPerToken) / 1000)));
       return { allowed, headers };
     },
+    /** Seconds until `client` has a token again (0 when it has one now), without taking one. */
+    wait(client: string, limit: number): number {
+      const bucket = buckets.get(client);
+      if (!bucket || bucket.limit !== limit) return 0;
+      refill(bucket, now());
+      if (bucket.tokens >= 1) return 0;
+      return Math.max(1, Math.ceil(((1 - bucket.tokens) * WINDOW_SECONDS) / limit));
+    },
     get clients() {
       return buckets.size;
     },

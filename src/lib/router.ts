@@ -54,8 +54,25 @@ export function createRouter() {
   return new OpenAPIHono<AppEnv>({
     defaultHook: validationHook,
     // Model names may contain slashes; see routingPath.
-    getPath: (request) => routingPath(getPath(request)),
+    // Routing follows the request line's path only: Bun leaves the URL relative when the Host
+    // header is missing or unparseable, and Hono's getPath would then cut the path wrongly
+    // (`/xx/openapi.json` read as `/openapi.json`).
+    getPath: (request) => routingPath(getPath(hasParsedHost(request.url) ? request : ({ url: `http://_${request.url}` } as Request))),
   });
+}
+
+/**
+ * Bun leaves `request.url` relative (`/path?query`) when the Host header is missing or cannot be
+ * parsed (`Host: a b`, `Host: evil/x`); an absolute URL means Bun accepted the Host.
+ */
+export const hasParsedHost = (url: string) => url.charCodeAt(0) !== 0x2f; // '/'
+
+/** The request line's path (as sent, without the query), whatever the Host header said. */
+export function requestPath(url: string): string {
+  const start = hasParsedHost(url) ? url.indexOf('/', url.indexOf('//') + 2) : 0;
+  if (start === -1) return '/';
+  const query = url.indexOf('?', start);
+  return url.slice(start, query === -1 ? undefined : query);
 }
 
 export type AppRouter = ReturnType<typeof createRouter>;

@@ -1,9 +1,10 @@
 import type { RouteConfig } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import { type Config, isLoopback } from '../config';
 import { allows, findKey, presentedKey, type Scope } from '../lib/api-keys';
 import { ApiError } from '../lib/errors';
-import type { RateLimiter } from '../lib/rate-limit';
+import { createRateLimiter, type RateLimiter } from '../lib/rate-limit';
 import type { AppEnv } from '../lib/router';
 import { jsonError as authErrorResponse } from '../routes/shared.schemas';
 
@@ -28,6 +29,9 @@ export function isPublicPath(config: Config, path: string): boolean {
   return false;
 }
 
+/** Wrong keys one client address may send per minute (a burst of that many, then one every two seconds). */
+export const AUTH_FAILURES_PER_MINUTE = 30;
+
 const unauthorized = (detail: string, error?: string) =>
   new ApiError(401, detail, 'unauthorized', {
     'WWW-Authenticate': `Bearer realm="minato"${error ? `, error="${error}"` : ''}`,
@@ -40,11 +44,21 @@ const unauthorized = (detail: string, error?: string) =>
  * same address, as the original service had no limit), while beyond loopback (allowed only with
  * MINATO_ALLOW_UNAUTHENTICATED) the rate limit counts per client address.
  */
-export function authenticate(config: Config, limiter: RateLimiter) {
+export function authenticate(config: Config, limiter: RateLimiter, failures: RateLimiter = createRateLimiter()) {
   const keys = config.apiKeys;
+  const addressOf = (c: Context<AppEnv>) => c.env?.server?.requestIP(c.req.raw)?.address ?? 'local';
   const limitByAddress = keys.length === 0 && !isLoopback(config.host);
   return createMiddleware<AppEnv>(async (c, next) => {
-    if (isPublicPath(config, c.req.path)) return next();
+    if (isPublicPath(config, c.req.path)) {
+      // A public path asks for no key, but a valid one still identifies the caller (for /ready's details).
+      const presented = keys.length > 0 ? presentedKey(c.req.header('authorization'), c.req.header('x-api-key')) : undefined;
+      const key = presented === undefined ? undefined : findKey(keys, presented);
+      if (key) {
+        c.set('apiKey', key);
+        c.var.record.keyId = key.id;
+      }
+      return next();
+    }
     let client: string;
     let keyId: string | undefined;
     let limit = config.rateLimitPerMinute;
@@ -53,8 +67,23 @@ export function authenticate(config: Config, limiter: RateLimiter) {
       if (presented === undefined) {
         throw unauthorized('This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.');
       }
+      // Key guessing is slowed per client address: past AUTH_FAILURES_PER_MINUTE wrong keys, the
+      // address is refused before its key is even checked, until Retry-After.
+      const address = `fail:${addressOf(c)}`;
+      const wait = failures.wait(address, AUTH_FAILURES_PER_MINUTE);
+      if (wait > 0) {
+        throw new ApiError(
+          429,
+          `Too many requests with a wrong API key from this address (more than ${AUTH_FAILURES_PER_MINUTE} a minute). Retry after ${wait} s with a valid key.`,
+          'too_many_auth_failures',
+          { 'Retry-After': String(wait) },
+        );
+      }
       const key = findKey(keys, presented);
-      if (!key) throw unauthorized('The API key is not valid. Check it against MINATO_API_KEYS.', 'invalid_token');
+      if (!key) {
+        failures.take(address, AUTH_FAILURES_PER_MINUTE);
+        throw unauthorized('The API key is not valid. Check it against MINATO_API_KEYS.', 'invalid_token');
+      }
       c.set('apiKey', key);
       c.var.record.keyId = key.id;
       keyId = key.id;
@@ -62,7 +91,7 @@ export function authenticate(config: Config, limiter: RateLimiter) {
       limit = key.rpm ?? limit;
     } else {
       if (!limitByAddress) return next();
-      client = `ip:${c.env?.server?.requestIP(c.req.raw)?.address ?? 'local'}`;
+      client = `ip:${addressOf(c)}`;
     }
     if (limit === 0) return next();
     const decision = limiter.take(client, limit);

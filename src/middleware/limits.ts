@@ -2,7 +2,7 @@ import { createMiddleware } from 'hono/factory';
 import type { Config } from '../config';
 import { ApiError } from '../lib/errors';
 import type { Lifecycle } from '../lib/lifecycle';
-import type { AppEnv } from '../lib/router';
+import { type AppEnv, hasParsedHost } from '../lib/router';
 
 /** Routes whose bodies are image uploads, bounded by MINATO_MAX_IMAGES × MINATO_MAX_IMAGE_BYTES instead. */
 const IMAGE_ROUTES = /^\/(stream\/)?vision\//;
@@ -22,7 +22,8 @@ const DURING_DRAIN = new Set(['/health', '/ready', '/metrics']);
 export function requestLimits(config: Config, lifecycle: Lifecycle) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const url = c.req.url;
-    const target = url.length - url.indexOf('/', url.indexOf('//') + 2);
+    // The request target: the URL from its path on (Bun leaves the URL relative for a bad Host).
+    const target = hasParsedHost(url) ? url.length - url.indexOf('/', url.indexOf('//') + 2) : url.length;
     if (target > config.maxUrlBytes) {
       throw new ApiError(
         414,

@@ -2,7 +2,7 @@ import { createMiddleware } from 'hono/factory';
 import type { Lifecycle } from '../lib/lifecycle';
 import type { Metrics, StreamEnd } from '../lib/metrics';
 import { attachRecord, type RequestRecord } from '../lib/request-record';
-import type { AppEnv } from '../lib/router';
+import { type AppEnv, requestPath } from '../lib/router';
 import { routeLabel } from '../routes/metrics';
 
 /** A client's own request id is kept when it is a plain token; anything else (CR/LF, quotes, 200 characters) is replaced. */
@@ -39,6 +39,7 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
       if (!log) return;
       const now = performance.now();
       const contentLength = c.res.headers.get('content-length');
+      const path = requestPath(c.req.raw.url);
       log(
         JSON.stringify({
           time: new Date().toISOString(),
@@ -47,7 +48,7 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
           request_id: requestId,
           method: c.req.method,
           route,
-          path: c.req.path.length > 200 ? `${c.req.path.slice(0, 200)}…` : c.req.path,
+          path: path.length > 200 ? `${path.slice(0, 200)}…` : path,
           model: record.model,
           key_id: record.keyId,
           status,

@@ -63,5 +63,23 @@ describe('API key entries', () => {
     expect(presentedKey('Bearer a b', undefined)).toBeUndefined();
     expect(presentedKey(undefined, 'xyz')).toBe('xyz');
     expect(presentedKey(undefined, undefined)).toBeUndefined();
+    // The same key in both headers is one key; two different ones are refused, not silently chosen.
+    expect(presentedKey('Bearer abc', 'abc')).toBe('abc');
+    expect(presentedKey('Basic Zm9vOmJhcg==', 'abc')).toBe('abc');
+    expect(() => presentedKey('Bearer abc', 'xyz')).toThrow('two different keys');
+  });
+
+  test('the same secret listed twice is refused at start-up, in clear or hashed', () => {
+    const secret = 'twice-listed-key-0123456789';
+    expect(() => parseKeys(`${secret} generate, ${secret} admin id=ops`, undefined)).toThrow('the same key is already listed');
+    const hashed = `sha256:${new Bun.CryptoHasher('sha256').update(secret).digest('hex')}`;
+    expect(() => parseKeys(secret, { path: 'keys.txt', text: `${hashed} admin` })).toThrow(
+      'keys.txt line 1: the same key is already listed',
+    );
+    try {
+      parseKeys(`${secret}, ${secret} admin`, undefined);
+    } catch (error) {
+      expect(String(error)).not.toContain(secret);
+    }
   });
 });

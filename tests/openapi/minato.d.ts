@@ -223,7 +223,8 @@ export interface components {
         Ready: {
             /** @enum {string} */
             status: "ready";
-            ollama: {
+            /** @description Ollama's address and version: only for a request with a valid key when keys are configured. */
+            ollama?: {
                 /** @example http://127.0.0.1:11434 */
                 url: string;
                 /** @example 0.33.0 */

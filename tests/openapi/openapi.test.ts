@@ -29,7 +29,8 @@ describe('GET /openapi.json', () => {
     expect(response.status).toBe(200);
     const doc = (await response.json()) as Doc;
     expect(doc.openapi).toBe('3.1.0');
-    expect(doc.servers[0]!.url).toBe(h.url);
+    // Relative, never copied from the Host header (which the client chooses).
+    expect(doc.servers[0]!.url).toBe('/');
     expect(Object.keys(doc.paths).sort()).toEqual(
       [
         '/health',
@@ -100,6 +101,6 @@ describe('a client typed from the document (openapi-typescript + openapi-fetch)'
     expect(names).toContain('llama3.2:latest');
 
     const ready = await client.GET('/ready');
-    expect(ready.data?.ollama.version).toBe('0.33.0-rc2');
+    expect(ready.data?.ollama?.version).toBe('0.33.0-rc2');
   });
 });

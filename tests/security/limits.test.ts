@@ -59,7 +59,7 @@ describe('slow clients do not pin memory or slots', () => {
     const total = partHead.length + 10_000;
     const { socket, received } = rawRequest(
       h.url,
-      `POST /vision/llava?message=hi HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${total}\r\n\r\n${partHead}`,
+      `POST /vision/llava?message=hi HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${total}\r\n\r\n${partHead}`,
     );
     const startedAt = Date.now();
     const trickle = setInterval(() => socket.write(TINY_PNG.subarray(0, 1)), 200);
@@ -85,7 +85,7 @@ describe('slow clients do not pin memory or slots', () => {
     // Big, fast lines: the socket buffers between Minato and the client fill within a moment.
     const token = 'x'.repeat(64 * 1024);
     h = startHarness({ MINATO_CLIENT_STALL_TIMEOUT: '1' }, [{ name: 'big', tokens: Array.from({ length: 4000 }, () => token) }]);
-    const { socket } = rawRequest(h.url, 'GET /stream/big?message=hi HTTP/1.1\r\nHost: x\r\n\r\n');
+    const { socket } = rawRequest(h.url, 'GET /stream/big?message=hi HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
     socket.pause(); // never read
     try {
       await h.ollama.waitFor(() => h!.ollama.last('/api/generate')?.aborted === true, 15_000);
@@ -102,7 +102,7 @@ describe('slow clients do not pin memory or slots', () => {
 
   test('a client that trickles its headers (slowloris) is disconnected by Bun within about 12 s, holding nothing', async () => {
     h = startHarness();
-    const { socket } = rawRequest(h.url, 'GET /health HTTP/1.1\r\nHost: x\r\n');
+    const { socket } = rawRequest(h.url, 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n');
     const startedAt = Date.now();
     let closedAfter = 0;
     socket.on('close', () => {

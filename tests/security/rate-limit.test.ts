@@ -40,6 +40,40 @@ describe('per-key rate limits', () => {
   });
 });
 
+describe('key guessing', () => {
+  test('past 30 wrong keys a minute an address gets 429 with Retry-After, before its key is even checked', async () => {
+    const guesser = startHarness({ MINATO_API_KEYS: `${FAST_KEY} id=roomy` });
+    try {
+      const statuses: number[] = [];
+      let last: Response | undefined;
+      for (let i = 0; i < 32; i++) {
+        last = await fetch(`${guesser.url}/llama3.2?message=hi`, { headers: { 'X-API-Key': `guess-${i}-0123456789abcdef` } });
+        statuses.push(last.status);
+      }
+      expect(statuses.slice(0, 30).every((status) => status === 401)).toBe(true);
+      expect(statuses.slice(30)).toEqual([429, 429]);
+      expect(Number(last!.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect((await json(last!)).code).toBe('too_many_auth_failures');
+      // Even the right key waits: otherwise a guess that hits would still be told apart.
+      const right = await fetch(`${guesser.url}/llama3.2?message=hi`, { headers: { 'X-API-Key': FAST_KEY } });
+      expect(right.status).toBe(429);
+      // A request without any key is not a guess, and still gets its 401.
+      expect((await fetch(`${guesser.url}/llama3.2?message=hi`)).status).toBe(401);
+      expect(guesser.ollama.requests.filter((r) => r.path === '/api/generate')).toHaveLength(0);
+    } finally {
+      await guesser.close();
+    }
+  });
+
+  test('two different keys in one request are a 400, not a silent choice', async () => {
+    const response = await fetch(`${h.url}/llama3.2?message=hi`, {
+      headers: { 'X-API-Key': FAST_KEY, Authorization: `Bearer ${SLOW_KEY}` },
+    });
+    expect(response.status).toBe(400);
+    expect((await json(response)).code).toBe('conflicting_keys');
+  });
+});
+
 describe('rate limits without keys', () => {
   test('on loopback nothing is limited (as the original); beyond loopback each address is', async () => {
     const local = startHarness({ MINATO_RATE_LIMIT: '2' });

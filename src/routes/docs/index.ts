@@ -46,12 +46,12 @@ export const OPENAPI_INFO = {
 
 export function registerDocsRoutes(app: AppRouter) {
   for (const [name, scheme] of Object.entries(SECURITY_SCHEMES)) app.openAPIRegistry.registerComponent('securitySchemes', name, scheme);
-  // The server entry is the origin the document was fetched from, so tools that import it call
-  // this sidecar wherever it runs.
-  app.doc31('/openapi.json', (c) => ({
+  // A relative server: tools resolve it against the address they fetched the document from.
+  // Never the request's Host header, which a client (or a DNS-rebinding page) chooses.
+  app.doc31('/openapi.json', {
     ...OPENAPI_INFO,
-    servers: [{ url: new URL(c.req.url).origin, description: 'This Minato sidecar' }],
-  }));
+    servers: [{ url: '/', description: 'This Minato sidecar (the address this document was fetched from)' }],
+  });
   app.get('/docs', (c) => c.html(page));
   app.get('/redoc', (c) => c.redirect('/docs', 301));
   for (const [name, type] of Object.entries(SWAGGER_ASSETS)) {

@@ -10,10 +10,13 @@ const Health = z.object({ status: z.literal('ok') }).openapi('Health');
 const Ready = z
   .object({
     status: z.literal('ready'),
-    ollama: z.object({
-      url: z.string().openapi({ example: 'http://127.0.0.1:11434' }),
-      version: z.string().openapi({ example: '0.33.0' }),
-    }),
+    ollama: z
+      .object({
+        url: z.string().openapi({ example: 'http://127.0.0.1:11434' }),
+        version: z.string().openapi({ example: '0.33.0' }),
+      })
+      .optional()
+      .openapi({ description: "Ollama's address and version: only for a request with a valid key when keys are configured." }),
   })
   .openapi('Ready');
 
@@ -45,13 +48,17 @@ export function registerHealthRoutes(app: AppRouter, { config, ollama }: Deps, l
   app.openapi(anyKey(config, health), (c) => c.json({ status: 'ok' as const }, 200));
 
   app.openapi(anyKey(config, ready), async (c) => {
+    // With keys configured, Ollama's address and version are for key holders; the status is for anyone.
+    const details = config.apiKeys.length === 0 || c.var.apiKey !== undefined;
     if (lifecycle.draining) {
       return c.json({ detail: 'Minato is shutting down and takes no new work.', code: 'shutting_down' }, 503);
     }
     const notReady = (why: string) =>
       c.json(
         {
-          detail: `Ollama at ${ollama.baseUrl} is not ready: ${why}. Check that Ollama is running and that OLLAMA_HOST points at it.`,
+          detail: details
+            ? `Ollama at ${ollama.baseUrl} is not ready: ${why.replace(/\.$/, '')}. Check that Ollama is running and that OLLAMA_HOST points at it.`
+            : 'Ollama is not ready. Check that Ollama is running and that OLLAMA_HOST points at it; a request with an API key gets the details.',
           code: 'not_ready',
         },
         503,
@@ -64,6 +71,7 @@ export function registerHealthRoutes(app: AppRouter, { config, ollama }: Deps, l
       });
       if (!response.ok) return notReady(`HTTP ${response.status} (${await readUpstreamError(response)})`);
       const { version } = (await response.json()) as { version?: unknown };
+      if (!details) return c.json({ status: 'ready' as const }, 200);
       return c.json({ status: 'ready' as const, ollama: { url: ollama.baseUrl, version: String(version ?? 'unknown') } }, 200);
     } catch (error) {
       return notReady((error as Error).message);
