@@ -53,6 +53,7 @@ export function createApp({
   const admission = createAdmission({
     perModel: config.maxConcurrentPerModel,
     total: config.maxConcurrent,
+    perOwner: config.maxConcurrentPerKey,
     queuePerModel: config.maxQueuePerModel,
     queueTotal: config.maxQueue,
     timeoutMs: config.queueTimeoutMs,

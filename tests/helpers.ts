@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { type Config, loadConfig } from '../src/config';
 import type { RequestLog } from '../src/middleware/request-context';
@@ -95,4 +96,66 @@ export function rawHttp(url: string, head: string, timeoutMs = 5000): Promise<{ 
     socket.on('error', () => {});
     socket.write(head);
   });
+}
+
+export type MinatoProcess = {
+  url: string;
+  pid: number;
+  /** Every stdout line so far (the request log and lifecycle lines). */
+  lines: string[];
+  /** The process's memory from /proc: current and peak resident set, in bytes. */
+  memory: () => { rss: number; peak: number };
+  /** Resets the kernel's peak-RSS mark to the current RSS. */
+  resetPeak: () => void;
+  stop: (signal?: NodeJS.Signals) => Promise<number>;
+};
+
+/**
+ * Minato as `bun run start` runs it (same flags and environment), in its own process on a free
+ * port, started directly rather than through the script's shell so that `pid` is the server's.
+ */
+export async function spawnMinato(env: Record<string, string>): Promise<MinatoProcess> {
+  const child = Bun.spawn(['bun', '--max-http-header-size=131072', 'run', 'src/index.ts'], {
+    cwd: `${import.meta.dir}/..`,
+    env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: '16384', PORT: '0', ...env },
+    stdout: 'pipe',
+    stderr: 'inherit',
+  });
+  const lines: string[] = [];
+  let url: string | undefined;
+  (async () => {
+    const decoder = new TextDecoder();
+    let buffered = '';
+    for await (const chunk of child.stdout) {
+      buffered += decoder.decode(chunk, { stream: true });
+      let newline = buffered.indexOf('\n');
+      while (newline !== -1) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        lines.push(line);
+        if (url === undefined && line.includes('"msg":"listening"')) url = JSON.parse(line).url;
+        newline = buffered.indexOf('\n');
+      }
+    }
+  })();
+  for (let waited = 0; url === undefined; waited += 20) {
+    if (waited > 10_000 || child.exitCode !== null) throw new Error(`Minato did not start (exit code ${child.exitCode})`);
+    await sleep(20);
+  }
+  const pid = child.pid;
+  const status = (field: string) => {
+    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)?.[1] ?? Number.NaN) * 1024;
+  };
+  return {
+    url: url as string,
+    pid,
+    lines,
+    memory: () => ({ rss: status('VmRSS'), peak: status('VmHWM') }),
+    resetPeak: () => writeFileSync(`/proc/${pid}/clear_refs`, '5'),
+    stop: async (signal = 'SIGTERM') => {
+      child.kill(signal);
+      return await child.exited;
+    },
+  };
 }

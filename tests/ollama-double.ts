@@ -207,7 +207,17 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
   /** Cuts every stream being written, as a crash of the process would. */
   const cutters = new Set<() => void>();
 
-  const lookup = (name: string) => models.get(name) ?? models.get(`${name}:latest`) ?? models.get(name.replace(/:latest$/, ''));
+  // As Ollama's model.ParseName: default host, namespace and tag filled in, compared case-insensitively.
+  const canonical = (name: string) => {
+    const [, host = 'registry.ollama.ai/', namespace = 'library/', model = '', tag = ':latest'] =
+      /^([^/]+\/(?=[^/]+\/))?([^/]+\/)?([^/:]+)(:[^/:]+)?$/.exec(name) ?? [];
+    return `${host}${namespace}${model}${tag}`.toLowerCase();
+  };
+  const lookup = (name: string) => {
+    const wanted = canonical(name);
+    for (const model of models.values()) if (canonical(model.name) === wanted) return model;
+    return undefined;
+  };
 
   /** An NDJSON stream written line by line, recording aborts. */
   function ndjsonStream(

@@ -14,6 +14,8 @@ import { ApiError, ClientGoneError } from './errors';
 export type AdmissionLimits = {
   perModel: number;
   total: number;
+  /** Generations one owner (an API key, or a client address) may run at once; no limit when absent. */
+  perOwner?: number;
   queuePerModel: number;
   queueTotal: number;
   timeoutMs: number;
@@ -30,6 +32,7 @@ export type Slot = {
 
 type Waiter = {
   model: string;
+  owner: string | undefined;
   enqueuedAt: number;
   queuedAt: number;
   grant: (slot: Slot) => void;
@@ -49,16 +52,27 @@ export type Admission = ReturnType<typeof createAdmission>;
 
 export function createAdmission(limits: AdmissionLimits) {
   const running = new Map<string, number>();
+  const runningPerOwner = new Map<string, number>();
   let runningTotal = 0;
   const queue: Waiter[] = [];
   const queuedPerModel = new Map<string, number>();
+  const decrement = (map: Map<string, number>, key: string) => {
+    const left = (map.get(key) ?? 1) - 1;
+    if (left === 0) map.delete(key);
+    else map.set(key, left);
+  };
 
-  const hasRoom = (model: string) => runningTotal < limits.total && (running.get(model) ?? 0) < limits.perModel;
+  const hasRoom = (model: string, owner: string | undefined) =>
+    runningTotal < limits.total &&
+    (running.get(model) ?? 0) < limits.perModel &&
+    (owner === undefined || (runningPerOwner.get(owner) ?? 0) < (limits.perOwner ?? Number.POSITIVE_INFINITY));
 
-  const take = (model: string, queuedAt: number, enqueuedAt: number): Slot => {
+  const take = (model: string, owner: string | undefined, queuedAt: number, enqueuedAt: number): Slot => {
     runningTotal++;
     running.set(model, (running.get(model) ?? 0) + 1);
+    if (owner !== undefined) runningPerOwner.set(owner, (runningPerOwner.get(owner) ?? 0) + 1);
     let released = false;
+    const startedAt = performance.now();
     return {
       queuedAt,
       waitedMs: queuedAt === 0 ? 0 : performance.now() - enqueuedAt,
@@ -66,9 +80,9 @@ export function createAdmission(limits: AdmissionLimits) {
         if (released) return;
         released = true;
         runningTotal--;
-        const left = (running.get(model) ?? 1) - 1;
-        if (left === 0) running.delete(model);
-        else running.set(model, left);
+        decrement(running, model);
+        if (owner !== undefined) decrement(runningPerOwner, owner);
+        recordDuration(performance.now() - startedAt);
         dispatch();
       },
     };
@@ -78,9 +92,7 @@ export function createAdmission(limits: AdmissionLimits) {
     const index = queue.indexOf(waiter);
     if (index === -1) return false;
     queue.splice(index, 1);
-    const left = (queuedPerModel.get(waiter.model) ?? 1) - 1;
-    if (left === 0) queuedPerModel.delete(waiter.model);
-    else queuedPerModel.set(waiter.model, left);
+    decrement(queuedPerModel, waiter.model);
     return true;
   };
 
@@ -97,9 +109,9 @@ export function createAdmission(limits: AdmissionLimits) {
     let granted = false;
     for (let i = 0; i < queue.length && runningTotal < limits.total; ) {
       const waiter = queue[i]!;
-      if (hasRoom(waiter.model)) {
+      if (hasRoom(waiter.model, waiter.owner)) {
         leaveQueue(waiter);
-        waiter.grant(take(waiter.model, waiter.queuedAt, waiter.enqueuedAt));
+        waiter.grant(take(waiter.model, waiter.owner, waiter.queuedAt, waiter.enqueuedAt));
         granted = true;
       } else {
         i++;
@@ -113,26 +125,52 @@ export function createAdmission(limits: AdmissionLimits) {
       'Retry-After': String(retryAfterSeconds()),
     });
 
-  /** A hint for Retry-After: a short wait when the queue is short, longer as it fills. */
-  const retryAfterSeconds = () => Math.min(60, 1 + Math.ceil(queue.length / Math.max(1, limits.total)));
+  /**
+   * Recent generation times (an exponentially weighted mean), for Retry-After: how long the
+   * queue takes to drain is about (waiters / slots + 1) generations.
+   */
+  let meanMs: number | undefined;
+  const recordDuration = (ms: number) => {
+    meanMs = meanMs === undefined ? ms : meanMs * 0.8 + ms * 0.2;
+  };
+  /** A hint for Retry-After: the time the queue ahead takes to drain at the recent pace (1 s to 5 min). */
+  const retryAfterSeconds = () => {
+    const rounds = Math.ceil((queue.length + 1) / Math.max(1, limits.total));
+    const seconds = meanMs === undefined ? rounds : (rounds * meanMs) / 1000;
+    return Math.max(1, Math.min(300, Math.ceil(seconds)));
+  };
+
+  /** Throws the 503 a request for `model` would get now because the queue is full. */
+  function refuseWhenFull(model: string) {
+    if (queue.length >= limits.queueTotal) {
+      throw queueFull(`${queue.length} requests are already waiting (MINATO_MAX_QUEUE=${limits.queueTotal})`);
+    }
+    const waitingForModel = queuedPerModel.get(model) ?? 0;
+    if (waitingForModel >= limits.queuePerModel) {
+      throw queueFull(
+        `${waitingForModel} requests for '${model}' are already waiting (MINATO_MAX_QUEUE_PER_MODEL=${limits.queuePerModel})`,
+      );
+    }
+  }
 
   return {
+    /**
+     * Refuses early (503) a request that could neither start nor wait now: for work that must
+     * be done before asking for a slot (reading an upload), so that it is not done in vain.
+     */
+    check(model: string, owner?: string) {
+      if (!hasRoom(model, owner)) refuseWhenFull(model);
+    },
+
     /**
      * A slot for a generation of `model`: at once when there is room, else a ticket for a place
      * in the queue. Throws a 503 when the queue is full; the ticket's slot rejects with a 503 at
      * the queue timeout and with ClientGoneError when `signal` aborts.
      */
-    enter(model: string, signal: AbortSignal): Slot | Ticket {
-      if (hasRoom(model)) return take(model, 0, 0);
-      if (queue.length >= limits.queueTotal) {
-        throw queueFull(`${queue.length} requests are already waiting (MINATO_MAX_QUEUE=${limits.queueTotal})`);
-      }
+    enter(model: string, signal: AbortSignal, owner?: string): Slot | Ticket {
+      if (hasRoom(model, owner)) return take(model, owner, 0, 0);
+      refuseWhenFull(model);
       const waitingForModel = queuedPerModel.get(model) ?? 0;
-      if (waitingForModel >= limits.queuePerModel) {
-        throw queueFull(
-          `${waitingForModel} requests for '${model}' are already waiting (MINATO_MAX_QUEUE_PER_MODEL=${limits.queuePerModel})`,
-        );
-      }
       if (signal.aborted) throw new ClientGoneError();
       const position = queue.length + 1;
       let waiter!: Waiter;
@@ -163,6 +201,7 @@ export function createAdmission(limits: AdmissionLimits) {
         signal.addEventListener('abort', onAbort, { once: true });
         waiter = {
           model,
+          owner,
           enqueuedAt: performance.now(),
           queuedAt: position,
           lastPosition: position,

@@ -60,3 +60,24 @@ export function routingPath(path: string): string {
   if (RESERVED_FIRST_SEGMENTS.has(path.slice(1, secondSlash))) return path;
   return `/${path.slice(1).replaceAll('/', '%2F')}`;
 }
+
+/**
+ * The one name Ollama resolves `name` to, as its `model.ParseName` fills in defaults and compares
+ * names case-insensitively: `llama3.2`, `llama3.2:latest`, `library/llama3.2` and
+ * `REGISTRY.ollama.ai/library/LLAMA3.2` are all `registry.ollama.ai/library/llama3.2:latest`.
+ * Admission counts slots per resolved name, so spellings of one model share its slots.
+ */
+export function resolvedModelName(name: string): string {
+  let rest = name.toLowerCase();
+  let tag = 'latest';
+  const colon = rest.lastIndexOf(':');
+  if (colon > rest.lastIndexOf('/')) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+  }
+  const parts = rest.split('/');
+  const model = parts.pop();
+  const namespace = parts.pop() ?? 'library';
+  const host = parts.pop() ?? 'registry.ollama.ai';
+  return `${host}/${namespace}/${model}:${tag}`;
+}

@@ -38,14 +38,18 @@ function parseHeaders(block: string): Pick<Part, 'name' | 'filename' | 'contentT
   return { name, filename, contentType };
 }
 
-/**
- * Reads every part of a multipart body. `onPartData(part)` runs each time a part grows (it may
- * throw to stop the upload); `onPart(count)` when a new part starts.
- */
+/** Reads every part of a multipart body, calling the hooks as parts start and grow. */
 export async function readMultipart(
   body: ReadableStream<Uint8Array>,
   boundary: string,
-  hooks: { onPart?: (count: number) => void; onPartData?: (part: Part) => void } = {},
+  hooks: {
+    /** A new part starts (its headers are read). */
+    onPart?: (part: Part) => void;
+    /** Bytes of a part arrived (`part.size` counts them); may throw to stop the upload. */
+    onPartData?: (part: Part, bytes: Uint8Array) => void;
+    /** Whether to keep a part's bytes in `part.chunks` (default yes); others are only counted. */
+    keep?: (part: Part) => boolean;
+  } = {},
 ): Promise<Part[]> {
   const first = Buffer.from(`--${boundary}`);
   const delimiter = Buffer.from(`\r\n--${boundary}`);
@@ -54,12 +58,13 @@ export async function readMultipart(
   let state = 'preamble' as State;
   let pending: Buffer = Buffer.alloc(0);
   let part: Part | undefined;
+  let keep = true;
 
   const addData = (bytes: Buffer) => {
     if (!part || bytes.length === 0) return;
-    part.chunks.push(bytes);
+    if (keep) part.chunks.push(bytes);
     part.size += bytes.length;
-    hooks.onPartData?.(part);
+    hooks.onPartData?.(part, bytes);
   };
 
   const consume = () => {
@@ -102,7 +107,8 @@ export async function readMultipart(
         pending = pending.subarray(headerEnd + (headerEnd === 0 ? 2 : 4));
         part = { ...parseHeaders(block), chunks: [], size: 0 };
         parts.push(part);
-        hooks.onPart?.(parts.length);
+        keep = hooks.keep?.(part) ?? true;
+        hooks.onPart?.(part);
         state = 'body';
       }
       if (state === 'body') {

@@ -69,4 +69,36 @@ describe('admission control', () => {
     expect(timedOut.code).toBe('queue_timeout');
     expect(admission.queued).toBe(0);
   });
+
+  test('one owner (a key) may hold at most perOwner slots; its next waits while others go ahead', async () => {
+    const admission = createAdmission({ ...limits, perModel: 10, total: 4, perOwner: 2 });
+    const mine = [admission.enter('a', signal(), 'key:greedy'), admission.enter('b', signal(), 'key:greedy')] as Slot[];
+    expect(mine.some(isTicket)).toBe(false);
+    const third = admission.enter('c', signal(), 'key:greedy') as Ticket; // at its cap, though slots are free
+    expect(isTicket(third)).toBe(true);
+    const other = admission.enter('c', signal(), 'key:other');
+    expect(isTicket(other)).toBe(false); // the waiter ahead cannot use the slot: the other key takes it
+    mine[0]!.release();
+    const granted = await third.slot;
+    expect(granted.queuedAt).toBe(1);
+    expect(admission.running).toBe(3);
+  });
+
+  test('Retry-After follows how long generations take lately', async () => {
+    const admission = createAdmission({ ...limits, total: 1, perModel: 1, queuePerModel: 0, queueTotal: 0 });
+    const retryAfter = () => {
+      try {
+        admission.enter('a', signal());
+      } catch (error) {
+        return Number((error as ApiError).headers['Retry-After']);
+      }
+      throw new Error('not refused');
+    };
+    const slot = admission.enter('a', signal()) as Slot;
+    expect(retryAfter()).toBe(1); // nothing measured yet
+    await Bun.sleep(2100);
+    slot.release();
+    admission.enter('a', signal());
+    expect(retryAfter()).toBe(3); // one generation ahead, ~2.1 s each
+  });
 });

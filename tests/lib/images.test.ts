@@ -1,7 +1,8 @@
 import { describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
-import { imagesJsonBody, sniffImage } from '../../src/lib/images';
+import { imageInfo, imagesJsonBody, sniffImage } from '../../src/lib/images';
 import { MultipartError, readMultipart } from '../../src/lib/multipart';
+import { HEADER_BYTES, imageHeader } from '../fixtures/images';
 import { TINY_PNG } from '../helpers';
 
 /** A body delivered in chunks of the given size, as a slow or chunked upload would be. */
@@ -100,8 +101,14 @@ describe('imagesJsonBody', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 50 }), { maxLength: 8 }), fc.base64String(), async (chunks, base64) => {
         const whole = Buffer.concat(chunks).toString('base64');
+        const unpadded = base64.replace(/=+$/, '');
+        const pieces = [Buffer.from(unpadded.slice(0, 3)), Buffer.from(unpadded.slice(3))];
+        const padding = base64.slice(unpadded.length);
         const text = await new Response(
-          imagesJsonBody({ model: 'm', prompt: 'p' }, [{ chunks: chunks.map((c) => c.slice()), size: 0 }, { base64 }]),
+          imagesJsonBody({ model: 'm', prompt: 'p' }, [
+            { chunks: chunks.map((c) => c.slice()), size: 0 },
+            { base64: pieces, padding },
+          ]),
         ).text();
         expect(JSON.parse(text)).toEqual({ model: 'm', prompt: 'p', images: [whole, base64] });
       }),
@@ -110,17 +117,33 @@ describe('imagesJsonBody', () => {
   });
 });
 
-describe('sniffImage', () => {
-  test('knows PNG, JPEG, GIF, WebP and BMP by their bytes', () => {
-    const ascii = (text: string) => new TextEncoder().encode(text);
-    expect(sniffImage(TINY_PNG)).toBe('png');
-    expect(sniffImage(new Uint8Array([0xff, 0xd8, 0xff, 0xdb]))).toBe('jpeg');
-    expect(sniffImage(ascii('GIF87a....'))).toBe('gif');
-    expect(sniffImage(ascii('RIFF\0\0\0\0WEBPVP8 '))).toBe('webp');
-    expect(sniffImage(ascii(`BM${'\0'.repeat(30)}`))).toBe('bmp');
+describe('imageInfo', () => {
+  test('knows PNG, JPEG, GIF, WebP and BMP by their bytes, dimensions read from the header', () => {
+    expect(imageInfo(TINY_PNG)).toEqual({ kind: 'png', width: 1, height: 1 });
+    for (const kind of ['png', 'jpeg', 'gif', 'webp', 'bmp'] as const) {
+      expect(imageInfo(imageHeader(kind, 640, 480))).toEqual({ kind, width: 640, height: 480 });
+    }
+  });
+  test('a signature alone, or any header cut short, is refused', () => {
+    expect(sniffImage(TINY_PNG.subarray(0, 8))).toBeUndefined();
+    for (const kind of ['png', 'jpeg', 'gif', 'webp', 'bmp'] as const) {
+      const header = imageHeader(kind);
+      for (let length = 0; length < HEADER_BYTES[kind]; length++) {
+        expect({ kind, length, info: imageInfo(header.subarray(0, length)) }).toEqual({ kind, length, info: undefined });
+      }
+    }
+  });
+  test('zero dimensions are refused', () => {
+    for (const kind of ['png', 'gif', 'bmp'] as const) expect(imageInfo(imageHeader(kind, 0, 5))).toBeUndefined();
+  });
+  test('a JPEG whose frame header lies beyond the bytes looked at is judged on what was seen', () => {
+    const app1 = Uint8Array.from([0xff, 0xd8, 0xff, 0xe1, 0xff, 0xff, ...new Array(100).fill(0)]);
+    expect(imageInfo(app1, 1_000_000)).toEqual({ kind: 'jpeg' }); // the image goes on: its metadata is large
+    expect(imageInfo(app1, app1.length)).toBeUndefined(); // the image ends there: no frame header at all
+    expect(imageInfo(Uint8Array.from([0xff, 0xd8, 0xff, 0xda, 0, 2]), 1_000_000)).toBeUndefined(); // scan data before any frame header
   });
   test('refuses everything else', () => {
-    for (const bytes of ['<svg xmlns="http://www.w3.org/2000/svg"/>', '%PDF-1.7', 'RIFF\0\0\0\0WAVEfmt ', 'BM', '']) {
+    for (const bytes of ['<svg xmlns="http://www.w3.org/2000/svg"/>', '%PDF-1.7', `RIFF\0\0\0\0WAVEfmt ${' '.repeat(20)}`, 'BM', '']) {
       expect(sniffImage(new TextEncoder().encode(bytes))).toBeUndefined();
     }
   });

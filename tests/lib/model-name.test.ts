@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { isValidModelName, routingPath } from '../../src/lib/model-name';
+import { isValidModelName, resolvedModelName, routingPath } from '../../src/lib/model-name';
 
 describe('routingPath', () => {
   const cases: [string, string][] = [
@@ -36,5 +36,18 @@ describe('isValidModelName', () => {
     for (const name of ['', '..', 'a/../b', 'a b', '-x', 'a//b', 'a/b/c/d', 'x:', ':x', 'a\nb', 'a\u0000b', `${'a'.repeat(600)}`]) {
       expect(isValidModelName(name)).toBe(false);
     }
+  });
+});
+
+describe('resolvedModelName', () => {
+  test("every spelling Ollama resolves to one model gives one name (admission's key)", () => {
+    const one = ['hang', 'hang:latest', 'library/hang', 'HANG', 'registry.ollama.ai/library/hang:latest', 'Library/Hang:LATEST'];
+    expect(new Set(one.map(resolvedModelName))).toEqual(new Set(['registry.ollama.ai/library/hang:latest']));
+    expect(resolvedModelName('hang:7b')).not.toBe(resolvedModelName('hang'));
+    expect(resolvedModelName('someone/hang')).not.toBe(resolvedModelName('hang'));
+    expect(resolvedModelName('hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M')).toBe(
+      'hf.co/bartowski/llama-3.2-1b-instruct-gguf:q4_k_m',
+    );
+    expect(resolvedModelName('localhost:5000/team/model')).toBe('localhost:5000/team/model:latest');
   });
 });

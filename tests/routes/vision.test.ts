@@ -1,3 +1,4 @@
+import { imageHeader } from '../fixtures/images';
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { type Harness, json, readChunks, startHarness, TINY_PNG } from '../helpers';
 
@@ -14,7 +15,7 @@ beforeAll(() => {
 });
 afterAll(() => h.close());
 
-const JPEG = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0xff, 0xd9]);
+const JPEG = imageHeader('jpeg');
 const GIF = new TextEncoder().encode('GIF89a\x01\x00\x01\x00\x00\x00\x00;');
 
 const form = (...files: Uint8Array[]) => {
@@ -29,6 +30,97 @@ const post = (path: string, body: Body, headers: Record<string, string> = {}) =>
   fetch(`${h.url}${path}`, { method: 'POST', body, headers });
 const postJson = (path: string, body: unknown) => post(path, JSON.stringify(body), { 'Content-Type': 'application/json' });
 const sentImages = () => (h.ollama.last('/api/generate')?.body as { images?: string[] } | undefined)?.images;
+
+/** Sends `opening` then endless `filler`; returns the response and how many bytes went out before it. */
+async function endless(opening: string, filler: string, contentType = 'application/json') {
+  let sent = 0;
+  const chunk = new TextEncoder().encode(filler.repeat(16 * 1024));
+  let first = true;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (first) {
+        first = false;
+        controller.enqueue(new TextEncoder().encode(opening));
+      }
+      if (sent > 64 * 1024 * 1024) return controller.close();
+      sent += chunk.length;
+      controller.enqueue(chunk);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    },
+  });
+  const response = await fetch(`${h.url}/vision/llava?message=hi`, {
+    method: 'POST',
+    body,
+    headers: { 'Content-Type': contentType },
+    duplex: 'half',
+  } as RequestInit);
+  return { response, sent };
+}
+
+describe('what a vision body may hold, refused before Ollama or a slot', () => {
+  const generations = () => h.ollama.requests.filter((r) => r.path === '/api/generate').length;
+
+  test('a JSON field other than images is a 422 as soon as its name is read, not after its value', async () => {
+    const before = generations();
+    const { response, sent } = await endless('{"junk": "', 'x');
+    expect(response.status).toBe(422);
+    expect(await json(response)).toEqual({
+      detail: [{ loc: ['body', 'junk'], msg: expect.stringContaining('only "images"'), type: 'extra_forbidden' }],
+      code: 'validation_error',
+    });
+    expect(sent).toBeLessThan(4 * 1024 * 1024);
+    expect((await postJson('/vision/llava?message=hi', { images: [TINY_PNG.toString('base64')], prompt: 'x' })).status).toBe(422);
+    expect(generations()).toBe(before);
+  });
+
+  test('base64 whose length is 1 mod 4 is a 422 (Ollama would refuse it after a slot was used)', async () => {
+    const before = generations();
+    const response = await postJson('/vision/llava?message=hi', { images: [`${TINY_PNG.toString('base64').replace(/=+$/, '')}AAA`] });
+    expect(response.status).toBe(422);
+    expect(JSON.stringify(await json(response))).toContain('not possible for base64');
+    expect(generations()).toBe(before);
+  });
+
+  test('an image header cut short (a PNG signature alone) is a 415, in JSON and multipart', async () => {
+    const signature = TINY_PNG.subarray(0, 8);
+    const viaJson = await postJson('/vision/llava?message=hi', { images: [Buffer.from(signature).toString('base64')] });
+    expect(viaJson.status).toBe(415);
+    const viaForm = await post('/vision/llava?message=hi', form(signature));
+    expect(viaForm.status).toBe(415);
+    expect((await json(viaForm)).detail).toContain('complete');
+  });
+
+  test('JSON escapes writers use in base64 (\\/ from PHP, \\n line breaks) are read as base64', async () => {
+    const standard = Buffer.from(GIF).toString('base64');
+    const wrapped = `${standard.slice(0, 4)}\n${standard.slice(4)}`;
+    const text = `{"images": [${JSON.stringify(wrapped).replaceAll('/', '\\/')}]}`;
+    const response = await post('/vision/llava?message=hi', text, { 'Content-Type': 'application/json' });
+    expect(response.status).toBe(200);
+    expect(sentImages()).toEqual([standard]);
+  });
+
+  test('multipart fields besides images: their bytes count against MINATO_MAX_BODY_BYTES, their number is named when too many', async () => {
+    const big = new FormData();
+    big.append('note', 'x'.repeat(70 * 1024));
+    big.append('images', new Blob([TINY_PNG]), 'a.png');
+    const tooBig = await post('/vision/llava?message=hi', big);
+    expect(tooBig.status).toBe(413);
+    expect(await json(tooBig)).toMatchObject({ code: 'fields_too_large', detail: expect.stringContaining('MINATO_MAX_BODY_BYTES') });
+
+    const many = new FormData();
+    for (let i = 0; i < 100; i++) many.append(`field${i}`, 'x');
+    many.append('images', new Blob([TINY_PNG]), 'a.png');
+    const tooMany = await post('/vision/llava?message=hi', many);
+    expect(tooMany.status).toBe(413);
+    const body = await json(tooMany);
+    expect(body.code).toBe('too_many_fields');
+    expect(body.detail).toContain('form fields besides "images"');
+
+    const few = form(TINY_PNG);
+    few.append('note', 'a small field is fine, and ignored');
+    expect((await post('/vision/llava?message=hi', few)).status).toBe(200);
+  });
+});
 
 describe('POST /vision/{model_name}', () => {
   test('multipart files in the field `images` reach Ollama as base64', async () => {
@@ -97,29 +189,39 @@ describe('POST /vision/{model_name}', () => {
     expect((await json(response)).detail).toContain('MINATO_MAX_IMAGES');
   });
 
-  test('an oversized chunked upload is refused while it is read, without waiting for the rest', async () => {
-    let sent = 0;
-    const chunk = new Uint8Array(64 * 1024);
-    const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        // Far more than the limit (3 × 64 KiB base64 + 1 MiB) if it were all read.
-        if (sent > 64 * 1024 * 1024) return controller.close();
-        sent += chunk.length;
-        controller.enqueue(chunk);
-        await new Promise((resolve) => setTimeout(resolve, 1));
-      },
+  for (const [what, opening, filler, code] of [
+    ['an image string', '{"images":["', 'A', 'image_too_large'],
+    ['whitespace', '{', ' ', 'payload_too_large'],
+  ] as const) {
+    test(`an oversized chunked JSON upload (${what}) is refused while it is read, without waiting for the rest`, async () => {
+      let sent = 0;
+      const chunk = new TextEncoder().encode(filler.repeat(64 * 1024));
+      let first = true;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (first) {
+            first = false;
+            controller.enqueue(new TextEncoder().encode(opening));
+          }
+          // Far more than the limit (3 × 64 KiB base64 + 1 MiB) if it were all read.
+          if (sent > 64 * 1024 * 1024) return controller.close();
+          sent += chunk.length;
+          controller.enqueue(chunk);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        },
+      });
+      const response = await fetch(`${h.url}/vision/llava?message=hi`, {
+        method: 'POST',
+        body,
+        headers: { 'Content-Type': 'application/json' },
+        duplex: 'half',
+      } as RequestInit);
+      expect(response.status).toBe(413);
+      expect((await json(response)).code).toBe(code);
+      // Refused at the limit: nowhere near all 64 MiB was read.
+      expect(sent).toBeLessThan(16 * 1024 * 1024);
     });
-    const response = await fetch(`${h.url}/vision/llava?message=hi`, {
-      method: 'POST',
-      body,
-      headers: { 'Content-Type': 'application/json' },
-      duplex: 'half',
-    } as RequestInit);
-    expect(response.status).toBe(413);
-    expect((await json(response)).code).toBe('payload_too_large');
-    // Refused at the limit: nowhere near all 64 MiB was read.
-    expect(sent).toBeLessThan(16 * 1024 * 1024);
-  });
+  }
 
   test('one oversized image in a multipart upload is refused as soon as that part passes the limit', async () => {
     const boundary = 'minato-test-boundary';

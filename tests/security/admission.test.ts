@@ -112,4 +112,40 @@ describe('admission control over real sockets', () => {
     expect(text).toContain('\nminato_generations_running 1\n');
     await Promise.all([running, ...waiting]);
   });
+
+  test('spellings of one model share its slots: hang, hang:latest, library/hang and HANG', async () => {
+    const h = start({ MINATO_MAX_CONCURRENT_PER_MODEL: '2', MINATO_MAX_CONCURRENT: '16' });
+    const names = ['slow', 'slow:latest', 'library/slow', 'SLOW', 'registry.ollama.ai/library/slow:latest'];
+    const responses = await Promise.all(names.map((name) => fetch(`${h.url}/${name}?message=hi`)));
+    expect(responses.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(h.ollama.peakStreaming).toBe(2);
+    expect(responses.map((r) => Number(r.headers.get('x-queue-position'))).sort()).toEqual([0, 0, 1, 2, 3]);
+  });
+
+  test('one key cannot hold every slot (MINATO_MAX_CONCURRENT_PER_KEY): another key starts at once', async () => {
+    const GREEDY = 'greedy-key-0123456789ab';
+    const FAIR = 'fair-key-0123456789abcd';
+    h = startHarness(
+      {
+        MINATO_API_KEYS: `${GREEDY} id=greedy, ${FAIR} id=fair`,
+        MINATO_MAX_CONCURRENT: '4',
+        MINATO_MAX_CONCURRENT_PER_MODEL: '4',
+        MINATO_RATE_LIMIT: '0',
+      },
+      [SLOW[0]!, { ...SLOW[0]!, name: 'slow2' }],
+    );
+    const url = h.url;
+    expect(h.config.maxConcurrentPerKey).toBe(2); // half of MINATO_MAX_CONCURRENT by default
+    const greedy = ['slow', 'slow2', 'slow', 'slow2', 'slow', 'slow2'].map((model) =>
+      fetch(`${url}/${model}?message=hi`, { headers: { 'X-API-Key': GREEDY } }),
+    );
+    await h.ollama.waitFor(() => h!.ollama.streaming === 2);
+    await sleep(50);
+    expect(h.ollama.streaming).toBe(2); // two slots are free, but not for this key
+    const fair = await fetch(`${url}/slow?message=hi`, { headers: { 'X-API-Key': FAIR } });
+    expect(fair.status).toBe(200);
+    expect(fair.headers.get('x-queue-position')).toBe('0');
+    const all = await Promise.all(greedy);
+    expect(all.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
+  });
 });

@@ -81,6 +81,34 @@ describe('slow clients do not pin memory or slots', () => {
     expect(next.headers.get('x-queue-position')).toBe('0');
   });
 
+  test('slow uploads hold no generation slot: with every upload trickling, a text request still starts at once', async () => {
+    h = startHarness({ MINATO_BODY_TIMEOUT: '5', MINATO_MAX_CONCURRENT: '2', MINATO_MAX_CONCURRENT_PER_MODEL: '2' });
+    const boundary = 'b0undary';
+    const partHead = `--${boundary}\r\nContent-Disposition: form-data; name="images"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n`;
+    const uploads = Array.from({ length: 4 }, () =>
+      rawRequest(
+        h!.url,
+        `POST /vision/llava?message=hi HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${partHead.length + 10_000}\r\n\r\n${partHead}`,
+      ),
+    );
+    const trickle = setInterval(() => {
+      for (const { socket } of uploads) socket.write(TINY_PNG.subarray(0, 1));
+    }, 200);
+    try {
+      await sleep(500);
+      const startedAt = Date.now();
+      const text = await fetch(`${h.url}/llama3.2?message=hi`);
+      expect(text.status).toBe(200);
+      expect(text.headers.get('x-queue-position')).toBe('0');
+      expect(Date.now() - startedAt).toBeLessThan(1000);
+      const metrics = await (await fetch(`${h.url}/metrics`)).text();
+      expect(metrics).toContain('\nminato_generations_running 0\n');
+    } finally {
+      clearInterval(trickle);
+      for (const { socket } of uploads) socket.destroy();
+    }
+  });
+
   test('a streaming client that stops reading is cut off after MINATO_CLIENT_STALL_TIMEOUT, and Ollama stops', async () => {
     // Big, fast lines: the socket buffers between Minato and the client fill within a moment.
     const token = 'x'.repeat(64 * 1024);

@@ -3,6 +3,8 @@ import { isTicket, type Slot, type Ticket } from '../../lib/admission';
 import { ApiError, ClientGoneError } from '../../lib/errors';
 import type { StreamObserver } from '../../lib/metrics';
 import { inBandError, STREAM_CONTENT_TYPES, STREAM_HEADERS, type StreamFormat } from '../../lib/ndjson';
+import { isLoopback } from '../../config';
+import { resolvedModelName } from '../../lib/model-name';
 import type { AppEnv } from '../../lib/router';
 import type { Deps } from '../../ollama/relay';
 
@@ -26,10 +28,27 @@ function noteSlot(c: Context<AppEnv>, slot: Slot) {
   c.var.record.queueMs = slot.waitedMs;
 }
 
+/**
+ * Who a generation counts against for MINATO_MAX_CONCURRENT_PER_KEY: its key; without keys, its
+ * client address when Minato is exposed beyond loopback (on loopback every client is the same).
+ */
+function ownerOf(c: Context<AppEnv>, deps: Deps): string | undefined {
+  const key = c.var.apiKey;
+  if (key) return `key:${key.id}`;
+  if (deps.config.apiKeys.length > 0 || isLoopback(deps.config.host)) return undefined;
+  return `ip:${c.env?.server?.requestIP(c.req.raw)?.address ?? 'unknown'}`;
+}
+
 /** Asks for a slot for `model`: one at once, or a ticket to wait on (throws 503 when the queue is full). */
 function enter(c: Context<AppEnv>, deps: Deps, model: string): Slot | Ticket {
   c.var.record.model = model;
-  return deps.admission.enter(model, c.req.raw.signal);
+  return deps.admission.enter(resolvedModelName(model), c.req.raw.signal, ownerOf(c, deps));
+}
+
+/** Refuses now (503) a generation that could neither start nor wait, before work that precedes the slot (reading an upload). */
+export function checkAdmission(c: Context<AppEnv>, deps: Deps, model: string) {
+  c.var.record.model = model;
+  deps.admission.check(resolvedModelName(model), ownerOf(c, deps));
 }
 
 /** The slot itself, waiting for it when it came as a ticket (a 503 when the wait is too long). */

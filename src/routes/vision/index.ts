@@ -7,7 +7,7 @@ import type { AppEnv, AppRouter } from '../../lib/router';
 import type { CapabilityLookup } from '../../ollama/capabilities';
 import { secured } from '../../middleware/auth';
 import { answerStream, answerSync, type Deps } from '../../ollama/generate';
-import { admittedStream, admittedSync } from '../generate/generate.admission';
+import { admittedStream, admittedSync, checkAdmission } from '../generate/generate.admission';
 import { type GenerationQuery, toGenerateRequest } from '../generate/generate.schemas';
 import { visionBodySchemas, visionStream, visionSync } from './vision.routes';
 
@@ -28,25 +28,24 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
   };
 
   /**
-   * The upload is read once the request holds a slot, so that waiting requests hold no images;
-   * a client that takes longer than MINATO_BODY_TIMEOUT to send it gets a 408 and its slot back.
+   * The upload is read and checked before the request asks for a slot: a slot is held only while
+   * Ollama works, never while a slow client sends its images. A request that could neither start
+   * nor queue is refused before its upload is read; one that takes longer than
+   * MINATO_BODY_TIMEOUT to send it gets a 408.
    */
-  const withImages = async (c: Context<AppEnv>, model: string, query: GenerationQuery) =>
-    toGenerateRequest(model, query, await withinDeadline(readImages(c.req.raw, config), config.bodyTimeoutMs));
+  const withImages = async (c: Context<AppEnv>, model: string, query: GenerationQuery) => {
+    checkAdmission(c, deps, model);
+    return toGenerateRequest(model, query, await withinDeadline(readImages(c.req.raw, config), config.bodyTimeoutMs));
+  };
 
   app.openapi(secured(config, { ...visionStream, middleware: [allowLongWait] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const query = c.req.valid('query');
     await checkVision(c, model_name);
+    const request = await withImages(c, model_name, query);
     const format = negotiateStreamFormat(c.req.header('accept'));
-    // No `queued` events here: the upload is read after the wait, and cannot be once a response has started.
-    return admittedStream(
-      c,
-      deps,
-      model_name,
-      format,
-      async (observe) => answerStream(deps, await withImages(c, model_name, query), c.req.raw.signal, format, observe),
-      { queueEvents: false },
+    return admittedStream(c, deps, model_name, format, (observe) =>
+      answerStream(deps, request, c.req.raw.signal, format, observe),
     ) as never;
   });
 
@@ -54,9 +53,8 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
     const { model_name } = c.req.valid('param');
     const query = c.req.valid('query');
     await checkVision(c, model_name);
-    return admittedSync(c, deps, model_name, async () =>
-      answerSync(deps, await withImages(c, model_name, query), c.req.raw.signal),
-    ) as never;
+    const request = await withImages(c, model_name, query);
+    return admittedSync(c, deps, model_name, () => answerSync(deps, request, c.req.raw.signal)) as never;
   });
 }
 
