@@ -23,16 +23,24 @@ export type ShutdownResult = { drained: boolean; cutOff: number };
 /**
  * Graceful shutdown. While draining, the listener stays open so that probes see it: /ready and
  * every new request answer 503 (`Connection: close`, `Retry-After`), and a load balancer moves
- * on; what is in flight may finish within `graceMs`. Then the listener closes, the last bytes get
- * a moment to reach their clients, and every connection is closed; requests cut off abort their
- * upstream requests, so Ollama stops generating.
+ * on; what is in flight may finish within `graceMs`. What is still running then is cut off, each
+ * request in a way its client understands: a 503 `shutting_down` when no response has started, an
+ * in-band error line ending an NDJSON or SSE stream (plain text can only be cut), each with its
+ * log line (`cut_off_by_shutdown`). Then the listener closes, the last bytes get a moment to reach
+ * their clients, and every connection is closed; the process's exit closes its connections to
+ * Ollama, so Ollama stops generating.
  */
 export async function shutdown(server: { stop(closeActive?: boolean): Promise<void> }, lifecycle: Lifecycle, graceMs: number) {
   lifecycle.startDraining();
   const drained = await lifecycle.whenIdle(graceMs);
   const cutOff = lifecycle.inFlight;
+  if (!drained) {
+    // Every request left is told so (503, or an in-band error line) and logged before the close.
+    lifecycle.cutOff();
+    await lifecycle.whenIdle(1000);
+  }
   // A stream counts as done when its last chunk is handed to Bun, not when it is on the wire.
-  await Promise.race([server.stop(false), Bun.sleep(drained ? 1000 : 0)]);
+  await Promise.race([server.stop(false), Bun.sleep(drained ? 1000 : 500)]);
   await server.stop(true);
   return { drained, cutOff } satisfies ShutdownResult;
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { type Harness, json, startHarness } from './helpers';
+import { type Harness, json, startHarness, TINY_PNG } from './helpers';
 
 let h: Harness;
 beforeAll(() => {
@@ -107,7 +107,7 @@ describe('Ollama trouble on every endpoint', () => {
     const down = startHarness({ OLLAMA_HOST: '127.0.0.1:9' });
     try {
       const image = new FormData();
-      image.append('images', new Blob([new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0])]));
+      image.append('images', new Blob([TINY_PNG]));
       const calls: [string, RequestInit][] = [
         ['/llama3.2?message=hi', {}],
         ['/stream/llama3.2?message=hi', {}],
@@ -154,7 +154,7 @@ describe('Ollama trouble on every endpoint', () => {
     h.ollama.busy = true;
     try {
       const image = new FormData();
-      image.append('images', new Blob([new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0])]));
+      image.append('images', new Blob([TINY_PNG]));
       for (const path of ['/vision/llava?message=hi', '/stream/vision/llava?message=hi']) {
         const response = await fetch(`${h.url}${path}`, { method: 'POST', body: image });
         expect(response.status).toBe(503);

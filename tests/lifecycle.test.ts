@@ -10,6 +10,7 @@ beforeAll(() => {
   ollama = startOllamaDouble([
     { name: 'short', tokens: Array.from({ length: 20 }, (_, i) => `s${i} `), tokenDelayMs: 50 },
     { name: 'long', tokens: Array.from({ length: 200 }, (_, i) => `l${i} `), tokenDelayMs: 50 },
+    { name: 'cold', tokens: ['c'], firstByteDelayMs: 30_000 },
   ]);
 });
 afterAll(() => ollama.close());
@@ -122,6 +123,45 @@ describe('graceful shutdown (SIGTERM)', () => {
     expect(lines.find((line) => line.msg === 'stopped')).toEqual(expect.objectContaining({ drained: false, cut_off: 1 }));
     await reader.cancel().catch(() => {});
   }, 20_000);
+
+  test('past the grace period every client is told, in its own format, and every request is logged as cut off', async () => {
+    const { proc, url, lines } = await startMinato({ MINATO_SHUTDOWN_GRACE: '0.5', MINATO_MAX_CONCURRENT_PER_MODEL: '16' });
+    // Streams already running, in both formats that can carry an error, and whole answers still
+    // waiting for Ollama's first byte (a cold model load).
+    const ndjson = await fetch(`${url}/stream/long?message=hi`);
+    const sse = await fetch(`${url}/stream/long?message=hi`, { headers: { Accept: 'text/event-stream' } });
+    const waiting = Array.from({ length: 10 }, () => fetch(`${url}/cold?message=hi`));
+    const streamed = [ndjson, sse].map(async (response) => {
+      const reader = response.body!.getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      for (;;) {
+        const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }));
+        if (done) return text;
+        text += decoder.decode(value);
+      }
+    });
+    await ollama.waitFor(() => ollama.requests.filter((r) => r.path === '/api/generate' && !r.completed && !r.aborted).length >= 12);
+    proc.kill('SIGTERM');
+
+    const answers = await Promise.all(waiting);
+    for (const answer of answers) {
+      expect(answer.status).toBe(503);
+      expect(((await answer.json()) as { code: string }).code).toBe('shutting_down');
+    }
+    const [ndjsonText, sseText] = await Promise.all(streamed);
+    expect(ndjsonText).toContain('"response":"l0 "');
+    expect(ndjsonText!.trim().split('\n').at(-1)).toContain('"error":"Minato is shutting down');
+    expect(sseText).toContain('event: error\ndata: {"error":"Minato is shutting down');
+    expect(await proc.exited).toBe(0);
+
+    const logged = lines.filter((line) => line.msg === 'request');
+    expect(logged).toHaveLength(12);
+    for (const line of logged) {
+      expect(line).toEqual(expect.objectContaining({ error: 'cut_off_by_shutdown', client_aborted: false }));
+    }
+    expect(logged.filter((line) => line.status === 503)).toHaveLength(10);
+  }, 30_000);
 });
 
 describe('start-up flags of `bun run start`', () => {

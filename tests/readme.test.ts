@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { imageHeader } from './fixtures/images';
 import { type Harness, startHarness, TINY_PNG } from './helpers';
 
 // The README's curl examples must work as written: every `curl` line in its sh blocks runs here
@@ -21,7 +22,7 @@ beforeAll(async () => {
   h.ollama.registry.set('llama3.2', { layers: 2 });
   h.ollama.registry.set('llama3.2:3b', { layers: 2 });
   dir = mkdtempSync(`${tmpdir()}/minato-readme-`);
-  const jpeg = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0xff, 0xd9]);
+  const jpeg = imageHeader('jpeg');
   await Promise.all([Bun.write(`${dir}/cat.jpg`, jpeg), Bun.write(`${dir}/a.png`, TINY_PNG), Bun.write(`${dir}/b.png`, TINY_PNG)]);
 });
 afterAll(async () => {

@@ -4,8 +4,10 @@
  */
 export function createLifecycle() {
   let draining = false;
+  let cutting = false;
   let inFlight = 0;
   let onIdle: (() => void) | undefined;
+  const cutOffListeners = new Set<() => void>();
 
   return {
     get draining() {
@@ -16,6 +18,28 @@ export function createLifecycle() {
     },
     startDraining() {
       draining = true;
+    },
+    /** Whether the grace period is over and what is left is being cut off. */
+    get cuttingOff() {
+      return cutting;
+    },
+    /**
+     * The grace period is over: tells every request still in flight to end now, each in the way
+     * its client can understand (a 503 not yet answered, an in-band error line in a stream).
+     */
+    cutOff() {
+      cutting = true;
+      for (const listener of [...cutOffListeners]) listener();
+      cutOffListeners.clear();
+    },
+    /** Runs `listener` at cut-off (at once when it has happened); the function returned unsubscribes. */
+    onCutOff(listener: () => void): () => void {
+      if (cutting) {
+        listener();
+        return () => {};
+      }
+      cutOffListeners.add(listener);
+      return () => cutOffListeners.delete(listener);
     },
     /** Counts a request in; the function it returns counts it out (once, however often called). */
     begin(): () => void {

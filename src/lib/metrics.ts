@@ -58,6 +58,8 @@ export type StreamObserver = {
   firstByte: () => void;
   /** The stream ended, called once. */
   end: (result: StreamEnd) => void;
+  /** Registers what ends the stream when shutdown cuts it off (until `end`). */
+  onCutOff?: (cut: () => void) => void;
 };
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -301,6 +301,7 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
           ms: stallTimeoutMs,
           onStall: () => {
             // Nothing can be said in-band to a client that does not read: end the response.
+            closed = true;
             abortUpstream(new Error('client stopped reading'));
             reader.cancel().catch(() => {});
             observer?.end({ errorKind: 'client_stalled', bytes: sent });
@@ -310,7 +311,11 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
   );
   const stopWatchdog = watchdog.stop;
 
+  // Set once the stream is ended by Minato (an error, a cut-off): a read still pending then must not end it twice.
+  let closed = false;
   const fail = (controller: ReadableStreamDefaultController<Uint8Array>, message: string, kind: string) => {
+    if (closed) return;
+    closed = true;
     stopWatchdog();
     abortUpstream(new Error(message));
     reader.cancel().catch(() => {});
@@ -333,8 +338,10 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
       watchdog.waiting();
       try {
         result = (await reader.read()) as ReadResult;
+        if (closed) return;
         if (watchdog.expired) throw new IdleTimeout();
       } catch (error) {
+        if (closed) return;
         if (error instanceof IdleTimeout) {
           fail(
             controller,
@@ -376,6 +383,7 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
         if (!final || !(failed || isFinalLine(final))) {
           fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
         } else {
+          closed = true;
           stopWatchdog();
           observer?.end({ final, errorKind: failed ? 'stream_error_line' : undefined, bytes: sent });
           controller.close();
@@ -433,9 +441,18 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
     {
       start(controller) {
         downstream = controller;
+        // Shutdown past its grace period: end with an in-band error line the client can act on.
+        observer?.onCutOff?.(() =>
+          fail(
+            controller,
+            'Minato is shutting down; the answer was cut off. Retry on another instance, or in a few seconds.',
+            'cut_off_by_shutdown',
+          ),
+        );
       },
       pull: pullLines,
       cancel(reason) {
+        closed = true;
         stopWatchdog();
         observer?.end({ clientAborted: true, bytes: sent });
         abortUpstream(reason);

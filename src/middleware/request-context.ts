@@ -71,6 +71,7 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
       const observer = metrics?.stream(route, c.req.method, startedAt);
       let firstByteAt: number | undefined;
       let ended = false;
+      let unsubscribe: (() => void) | undefined;
       return {
         firstByte: () => {
           firstByteAt = performance.now();
@@ -79,13 +80,39 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
         end: (result) => {
           if (ended) return;
           ended = true;
+          unsubscribe?.();
           observer?.end(result);
           finish(200, route, firstByteAt, result);
+        },
+        onCutOff: (cut) => {
+          if (!ended) unsubscribe = lifecycle.onCutOff(cut);
         },
       };
     });
 
-    await next();
+    // Shutdown past its grace period answers a request that has no response yet with a 503
+    // (its handler is left to the process's exit, which closes its connection to Ollama).
+    let cut: (() => void) | undefined;
+    const cutOff = new Promise<'cut'>((resolve) => {
+      cut = () => resolve('cut');
+    });
+    const unsubscribe = lifecycle.onCutOff(cut!);
+    const handled = next();
+    const outcome = await Promise.race([handled, cutOff]);
+    unsubscribe();
+    if (outcome === 'cut' && !streaming) {
+      handled.catch(() => {});
+      record.errorCode = 'cut_off_by_shutdown';
+      c.res = Response.json(
+        {
+          detail: 'Minato is shutting down and could not finish this request in time. Retry on another instance, or in a few seconds.',
+          code: 'shutting_down',
+        },
+        { status: 503, headers: { 'Retry-After': '5', Connection: 'close' } },
+      );
+    } else if (outcome === 'cut') {
+      await handled;
+    }
 
     try {
       c.res.headers.set('X-Request-Id', requestId);

@@ -85,6 +85,7 @@ const releasingObserver = (c: Context<AppEnv>, slot: Slot) => (): StreamObserver
       slot.release();
       inner?.end(result);
     },
+    onCutOff: inner?.onCutOff,
   };
 };
 
@@ -142,6 +143,14 @@ function queuedSse(c: Context<AppEnv>, ticket: Ticket, start: StartStream): Resp
         controller.enqueue(first);
         observer?.firstByte();
         ticket.slot.catch(() => {}); // a rejection is handled in pull; never left unhandled
+        observer?.onCutOff?.(() => {
+          if (answer) answer.cancel().catch(() => {});
+          finish(
+            controller,
+            'Minato is shutting down; the answer was cut off. Retry on another instance, or in a few seconds.',
+            'cut_off_by_shutdown',
+          );
+        });
         ticket.onPosition((position) => {
           if (finished || answer) return;
           const event = queuedEvent(position);
@@ -157,6 +166,10 @@ function queuedSse(c: Context<AppEnv>, ticket: Ticket, start: StartStream): Resp
             slot = await ticket.slot;
           } catch (error) {
             finish(controller, error instanceof ApiError ? error.detail : undefined, error instanceof ApiError ? error.code : undefined);
+            return;
+          }
+          if (finished) {
+            slot.release();
             return;
           }
           noteSlot(c, slot);
@@ -179,6 +192,7 @@ function queuedSse(c: Context<AppEnv>, ticket: Ticket, start: StartStream): Resp
           }
         }
         const { done, value } = await answer!.read();
+        if (finished) return;
         if (done) finish(controller, undefined);
         else if (value) controller.enqueue(value);
       },
