@@ -149,7 +149,12 @@ const isTextField = (part: Part) => part.filename === undefined && part.contentT
  * `limit` bytes (or `onChunk` throws): an oversized upload is refused on its Content-Length, or
  * mid-way for a chunked one, never held whole.
  */
-export async function readBodyChunks(request: Request, limit: number, onChunk: (chunk: Uint8Array) => void): Promise<void> {
+export async function readBodyChunks(
+  request: Request,
+  limit: number,
+  onChunk: (chunk: Uint8Array) => void,
+  overLimit: (limit: number) => ApiError = tooLarge,
+): Promise<void> {
   refuseDeclaredOversize(request, limit);
   if (!request.body) return;
   const reader = request.body.getReader();
@@ -165,7 +170,7 @@ export async function readBodyChunks(request: Request, limit: number, onChunk: (
       const { done, value } = next;
       if (done || !value) break;
       total += value.length;
-      if (total > limit) throw tooLarge(limit);
+      if (total > limit) throw overLimit(limit);
       onChunk(value);
     }
   } catch (error) {

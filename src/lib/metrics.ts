@@ -1,3 +1,4 @@
+import { resolvedModelName } from './model-name';
 /**
  * Prometheus metrics in the text exposition format (version 0.0.4), kept in plain maps: a few
  * counters and histograms do not need a client library, and recording one costs a map lookup.
@@ -64,6 +65,12 @@ export type StreamObserver = {
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+/** Distinct model labels kept before further models are counted as `other`. */
+export const MAX_MODEL_LABELS = 100;
+
+/** A resolved model name without Ollama's default registry and namespace: `llama3.2:latest`. */
+const shortModelName = (resolved: string) => resolved.replace(/^registry\.ollama\.ai\/library\//, '');
+
 export function createMetrics() {
   const requests = new Map<string, number>();
   const durations = new Map<string, Histogram>();
@@ -79,8 +86,19 @@ export function createMetrics() {
     requests.set(key, (requests.get(key) ?? 0) + 1);
   };
 
+  /**
+   * Per-model series are labelled with the name Ollama resolved (spellings of one model are one
+   * series) and bounded: past MAX_MODEL_LABELS models the rest are counted as `other`, so that
+   * clients cannot grow /metrics and Minato's memory without limit.
+   */
+  const modelLabel = (model: string) => {
+    const label = shortModelName(resolvedModelName(model));
+    return generations.has(label) || generations.size < MAX_MODEL_LABELS ? label : 'other';
+  };
+
   const generation = (model: string, evalCount: unknown, evalDurationNs: unknown) => {
     if (typeof evalCount !== 'number' || typeof evalDurationNs !== 'number' || evalDurationNs <= 0) return;
+    model = modelLabel(model);
     const entry = generations.get(model) ?? { tokens: 0, evalSeconds: 0, lastRate: 0 };
     entry.tokens += evalCount;
     entry.evalSeconds += evalDurationNs / 1e9;

@@ -139,10 +139,15 @@ export function secured<R extends RouteConfig>(config: Config, route: R, scope: 
     security: requirement(scope),
     middleware: [requireScope(scope), ...(route.middleware === undefined ? [] : [route.middleware].flat())],
     responses: {
+      400: authErrorResponse('A `Host` header that is not a host name, or two different keys in `Authorization` and `X-API-Key`.'),
       ...route.responses,
       401: authErrorResponse('No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`.'),
-      403: authErrorResponse(`The key lacks the "${scope}" scope.`),
-      429: authErrorResponse("The key's rate limit is reached; retry after `Retry-After` seconds."),
+      403: authErrorResponse(
+        `The key lacks the "${scope}" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page.`,
+      ),
+      429: authErrorResponse(
+        "The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds.",
+      ),
       414: authErrorResponse('The URL is longer than MINATO_MAX_URL_BYTES.'),
       431: authErrorResponse('The request headers are larger than MINATO_MAX_HEADER_BYTES.'),
     },

@@ -1,6 +1,7 @@
 import { createMiddleware } from 'hono/factory';
 import type { Config } from '../config';
 import { ApiError } from '../lib/errors';
+import { readBodyChunks } from '../lib/images';
 import type { Lifecycle } from '../lib/lifecycle';
 import { type AppEnv, hasParsedHost } from '../lib/router';
 
@@ -42,13 +43,21 @@ export function requestLimits(config: Config, lifecycle: Lifecycle) {
         'headers_too_large',
       );
     }
-    const declared = Number(c.req.header('content-length') ?? 0);
-    if (declared > config.maxBodyBytes && !IMAGE_ROUTES.test(c.req.path)) {
+    const length = c.req.header('content-length');
+    const declared = Number(length ?? 0);
+    const takesImages = IMAGE_ROUTES.test(c.req.path);
+    if (declared > config.maxBodyBytes && !takesImages) {
       throw new ApiError(
         413,
         `The body is ${declared} bytes; this route takes at most ${config.maxBodyBytes} (MINATO_MAX_BODY_BYTES).`,
         'body_too_large',
       );
+    }
+    // A chunked body declares no length: it is counted as it is read, and refused past the limit.
+    if (length === undefined && !takesImages && c.req.header('transfer-encoding') !== undefined && c.req.raw.body) {
+      const overLimit = (limit: number) =>
+        new ApiError(413, `The body is over ${limit} bytes; this route takes at most that (MINATO_MAX_BODY_BYTES).`, 'body_too_large');
+      await readBodyChunks(c.req.raw, config.maxBodyBytes, () => {}, overLimit);
     }
     if (lifecycle.draining && !DURING_DRAIN.has(c.req.path)) {
       throw new ApiError(503, 'Minato is shutting down. Retry on another instance, or in a few seconds.', 'shutting_down', {

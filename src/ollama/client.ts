@@ -139,6 +139,14 @@ export function createOllamaClient({
           'upstream_timeout',
         );
       }
+      // Ollama took the connection, then dropped it before answering (a crash or restart mid-request).
+      if ((error as { code?: string }).code === 'ECONNRESET') {
+        throw new ApiError(
+          502,
+          `Ollama at ${baseUrl} dropped the connection before answering (${networkErrorText(error)}); it may have crashed or restarted. Retry the request, and check Ollama's log if it happens again.`,
+          'upstream_dropped',
+        );
+      }
       throw new ApiError(
         502,
         `Cannot reach Ollama at ${baseUrl} (${networkErrorText(error)}). Check that Ollama is running and that OLLAMA_HOST points at it.`,

@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'bun:test';
+import { type AddressInfo, createServer } from 'node:net';
 import { ApiError } from '../../src/lib/errors';
 import { createOllamaClient, type FetchLike } from '../../src/ollama/client';
 
@@ -18,6 +19,23 @@ describe('createOllamaClient', () => {
     expect((error as ApiError).statusCode).toBe(502);
     expect((error as ApiError).detail).toContain('OLLAMA_HOST');
     expect(Date.now() - started).toBeLessThan(1500);
+  });
+
+  test('an Ollama that takes the connection and resets it is reported as having dropped it, not as unreachable', async () => {
+    const server = createServer((socket) => socket.once('data', () => socket.resetAndDestroy())).listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const client = createOllamaClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+      const error = (await client
+        .call('/api/generate', { model: 'm' }, { firstByteTimeoutMs: 10_000, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' })
+        .catch((e) => e)) as ApiError;
+      expect(error.statusCode).toBe(502);
+      expect(error.code).toBe('upstream_dropped');
+      expect(error.detail).toContain('dropped the connection');
+      expect(error.detail).not.toContain('Cannot reach');
+    } finally {
+      server.close();
+    }
   });
 
   test('an Ollama that accepts the connection but is still loading is waited for', async () => {

@@ -409,6 +409,15 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+            /** @description A `Host` header that is not a host name, or two different keys in `Authorization` and `X-API-Key`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
             401: {
                 headers: {
@@ -418,7 +427,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key lacks the "metrics" scope. */
+            /** @description The key lacks the "metrics" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -436,7 +445,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            /** @description The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -523,6 +532,15 @@ export interface operations {
                     "application/json": components["schemas"]["ModelsList"];
                 };
             };
+            /** @description A `Host` header that is not a host name, or two different keys in `Authorization` and `X-API-Key`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
             401: {
                 headers: {
@@ -532,7 +550,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key lacks the "generate" scope. */
+            /** @description The key lacks the "generate" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -550,7 +568,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            /** @description The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -615,6 +633,15 @@ export interface operations {
                     "application/json": components["schemas"]["ModelsList"];
                 };
             };
+            /** @description A `Host` header that is not a host name, or two different keys in `Authorization` and `X-API-Key`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
             401: {
                 headers: {
@@ -624,7 +651,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key lacks the "generate" scope. */
+            /** @description The key lacks the "generate" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -642,7 +669,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            /** @description The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -730,7 +757,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key lacks the "admin" scope. */
+            /** @description The key lacks the "admin" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -766,7 +793,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            /** @description The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -901,7 +928,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key lacks the "generate" scope. */
+            /** @description The key lacks the "generate" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -964,7 +991,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            /** @description The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1089,7 +1116,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key lacks the "generate" scope. */
+            /** @description The key lacks the "generate" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1152,7 +1179,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            /** @description The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1288,7 +1315,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key lacks the "generate" scope. */
+            /** @description The key lacks the "generate" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1324,7 +1351,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            /** @description The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1443,7 +1470,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The key lacks the "generate" scope. */
+            /** @description The key lacks the "generate" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1479,7 +1506,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description The key's rate limit is reached; retry after `Retry-After` seconds. */
+            /** @description The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds. */
             429: {
                 headers: {
                     [name: string]: unknown;

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { createMetrics, MAX_MODEL_LABELS } from '../../src/lib/metrics';
 import { type Harness, json, readChunks, startHarness } from '../helpers';
 
 let h: Harness;
@@ -30,15 +31,35 @@ describe('GET /metrics', () => {
   });
 
   test("counts tokens and tokens/s per model from Ollama's final line, sync and streamed", async () => {
-    const before = value(await scrape(), 'minato_generated_tokens_total{model="counted"}') ?? 0;
+    const before = value(await scrape(), 'minato_generated_tokens_total{model="counted:latest"}') ?? 0;
     await fetch(`${h.url}/counted?message=hi`);
     await (await fetch(`${h.url}/stream/counted?message=hi`)).text();
     await (await fetch(`${h.url}/stream/counted?message=hi`, { headers: { Accept: 'text/event-stream' } })).text();
     const text = await scrape();
-    expect(value(text, 'minato_generated_tokens_total{model="counted"}')).toBe(before + 12);
+    expect(value(text, 'minato_generated_tokens_total{model="counted:latest"}')).toBe(before + 12);
     // The double reports eval_duration = 10 ms per token: 100 tokens/s.
-    expect(value(text, 'minato_last_tokens_per_second{model="counted"}')).toBeCloseTo(100, 5);
-    expect(value(text, 'minato_generation_seconds_total{model="counted"}')).toBeGreaterThan(0);
+    expect(value(text, 'minato_last_tokens_per_second{model="counted:latest"}')).toBeCloseTo(100, 5);
+    expect(value(text, 'minato_generation_seconds_total{model="counted:latest"}')).toBeGreaterThan(0);
+  });
+
+  test('spellings of one model are one series (the name Ollama resolves)', async () => {
+    const before = value(await scrape(), 'minato_generated_tokens_total{model="counted:latest"}') ?? 0;
+    for (const name of ['COUNTED', 'library/counted', 'counted:latest', 'Registry.Ollama.AI/library/Counted']) {
+      expect((await fetch(`${h.url}/${name}?message=hi`)).status).toBe(200);
+    }
+    const text = await scrape();
+    expect(value(text, 'minato_generated_tokens_total{model="counted:latest"}')).toBe(before + 16);
+    expect(text).not.toContain('COUNTED');
+  });
+
+  test('per-model series are bounded: past 100 models the rest count as "other"', () => {
+    const metrics = createMetrics();
+    for (let i = 0; i < 20_000; i++) metrics.generation(`model-${i}`, 10, 1e9);
+    const text = metrics.render();
+    expect(text.split('\n').filter((line) => line.startsWith('minato_generated_tokens_total{')).length).toBe(MAX_MODEL_LABELS + 1);
+    expect(value(text, 'minato_generated_tokens_total{model="other"}')).toBe((20_000 - MAX_MODEL_LABELS) * 10);
+    expect(value(text, 'minato_generated_tokens_total{model="model-0:latest"}')).toBe(10);
+    expect(text.length).toBeLessThan(100_000);
   });
 
   test('a stream is in flight until it ends, and its duration covers the whole stream', async () => {

@@ -35,6 +35,30 @@ describe('size limits: each a clear 4xx with a JSON body', () => {
     expect(big.status).toBe(413);
     expect((await json(big)).code).toBe('body_too_large');
     expect(h.ollama.requests).toHaveLength(0);
+
+    // Chunked: no length to refuse up front, so it is counted while read and cut at the limit.
+    let sent = 0;
+    const endless = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent > 32 * 1024 * 1024) return controller.close();
+        sent += 16 * 1024;
+        controller.enqueue(new Uint8Array(16 * 1024).fill(0x78));
+        await sleep(1);
+      },
+    });
+    const chunked = await fetch(`${h.url}/install/tinyllama`, { method: 'POST', body: endless, duplex: 'half' } as RequestInit);
+    expect(chunked.status).toBe(413);
+    expect((await json(chunked)).detail).toContain('MINATO_MAX_BODY_BYTES');
+    expect(sent).toBeLessThan(4 * 1024 * 1024);
+    expect(h.ollama.requests).toHaveLength(0);
+    const small = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new Uint8Array(100));
+        controller.close();
+      },
+    });
+    const fine = await fetch(`${h.url}/install/tinyllama`, { method: 'POST', body: small, duplex: 'half' } as RequestInit);
+    expect(fine.status).toBe(200);
   });
 });
 
