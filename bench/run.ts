@@ -459,8 +459,12 @@ async function main() {
   if (wants('vision')) {
     const visionMinato = await startMinato(ollamaPort);
     const image = new Uint8Array(IMAGE_BYTES);
-    image.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-    for (let i = 8; i < image.length; i++) image[i] = (i * 7919) & 0xff;
+    // A complete PNG header (signature, IHDR with 640×480): Minato checks the header is whole.
+    const header = [
+      0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0, 0, 2, 0x80, 0, 0, 1, 0xe0, 8, 6, 0, 0, 0,
+    ];
+    image.set(header);
+    for (let i = header.length; i < image.length; i++) image[i] = (i * 7919) & 0xff;
     // Warm the vision path up with a small image, so that loading its code is not counted, then
     // reset the kernel's peak-RSS mark (writing 5 to clear_refs) and take the baseline.
     const warm = new FormData();

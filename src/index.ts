@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from './config';
+import { ConfigError, isLoopback, loadConfig } from './config';
 import { startServer } from './server';
 
 let config: ReturnType<typeof loadConfig>;
@@ -26,6 +26,14 @@ if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) {
 if (!process.execArgv.some((arg) => arg.startsWith('--max-http-header-size'))) {
   console.warn(
     'minato: started without --max-http-header-size, so Bun cuts URLs and headers over 16 KiB with an empty 431; start with `bun run start`.',
+  );
+}
+
+// Exposed without keys (MINATO_ALLOW_UNAUTHENTICATED): the keyless Host guard still answers only
+// requests addressed to loopback names, HOST and MINATO_ALLOWED_HOSTS.
+if (config.apiKeys.length === 0 && !isLoopback(config.host) && !config.allowedHosts.includes('*')) {
+  console.warn(
+    `minato: no API keys, so requests must be addressed to a loopback name${config.allowedHosts.length > 0 ? `, ${config.allowedHosts.join(', ')}` : ''} (DNS-rebinding guard); list the names clients use in MINATO_ALLOWED_HOSTS.`,
   );
 }
 
