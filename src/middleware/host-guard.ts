@@ -24,10 +24,16 @@ function hostnameOf(authority: string): string {
   return (colon === -1 ? value : value.slice(0, colon)).replace(/\.$/, '');
 }
 
-/** Whether an `Origin` header names a page served from this machine (`http://localhost:5173`, `http://127.0.0.1`). */
-export function isLoopbackOrigin(origin: string): boolean {
+/**
+ * Whether an `Origin` header names a page served from this machine (`http://localhost:5173`,
+ * `http://127.0.0.1`) or from one of `hosts` (the names Minato itself is reached by, so that
+ * /docs served under such a name can call it).
+ */
+export function isLocalOrigin(origin: string, hosts: ReadonlySet<string> = new Set()): boolean {
   const match = /^https?:\/\/([^/]+)$/i.exec(origin);
-  return match !== null && isLoopbackHostname(hostnameOf(match[1]!));
+  if (match === null) return false;
+  const name = hostnameOf(match[1]!);
+  return isLoopbackHostname(name) || hosts.has(name);
 }
 
 /** Answers whatever the Host and Origin: the liveness probe. */
@@ -67,7 +73,7 @@ export function hostGuard(config: Config) {
         }
       }
       const origin = c.req.header('origin');
-      if (origin !== undefined && !anyOrigin && !isLoopbackOrigin(origin) && !origins.has(origin.toLowerCase())) {
+      if (origin !== undefined && !anyOrigin && !isLocalOrigin(origin, hosts) && !origins.has(origin.toLowerCase())) {
         throw new ApiError(
           403,
           `Origin '${origin.slice(0, 100)}' is not allowed: without API keys only pages served from this machine may call Minato. List the origin in CORS_ORIGINS, or set MINATO_API_KEYS.`,

@@ -194,28 +194,7 @@ describe('POST /vision/{model_name}', () => {
     ['whitespace', '{', ' ', 'payload_too_large'],
   ] as const) {
     test(`an oversized chunked JSON upload (${what}) is refused while it is read, without waiting for the rest`, async () => {
-      let sent = 0;
-      const chunk = new TextEncoder().encode(filler.repeat(64 * 1024));
-      let first = true;
-      const body = new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          if (first) {
-            first = false;
-            controller.enqueue(new TextEncoder().encode(opening));
-          }
-          // Far more than the limit (3 × 64 KiB base64 + 1 MiB) if it were all read.
-          if (sent > 64 * 1024 * 1024) return controller.close();
-          sent += chunk.length;
-          controller.enqueue(chunk);
-          await new Promise((resolve) => setTimeout(resolve, 1));
-        },
-      });
-      const response = await fetch(`${h.url}/vision/llava?message=hi`, {
-        method: 'POST',
-        body,
-        headers: { 'Content-Type': 'application/json' },
-        duplex: 'half',
-      } as RequestInit);
+      const { response, sent } = await endless(opening, filler);
       expect(response.status).toBe(413);
       expect((await json(response)).code).toBe(code);
       // Refused at the limit: nowhere near all 64 MiB was read.

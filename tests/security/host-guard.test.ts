@@ -66,7 +66,14 @@ describe('without keys: only this machine', () => {
   });
 
   test('pages on this machine and origins in CORS_ORIGINS may call it', async () => {
-    for (const origin of ['http://localhost:5173', 'http://127.0.0.1:3000', 'https://app.example.com', 'http://[::1]:8080']) {
+    // gpu.lan is in MINATO_ALLOWED_HOSTS: /docs served under that name may call the API.
+    for (const origin of [
+      'http://localhost:5173',
+      'http://127.0.0.1:3000',
+      'https://app.example.com',
+      'http://[::1]:8080',
+      'http://gpu.lan:8000',
+    ]) {
       const response = await fetch(`${open.url}/llama3.2?message=hi`, { headers: { Origin: origin } });
       expect({ origin, status: response.status }).toEqual({ origin, status: 200 });
     }
