@@ -34,7 +34,11 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
     attachRecord(c.req.raw.signal, record);
     const done = lifecycle.begin();
 
+    // One line per request, even when a stream its 503 replaced (shutdown) ends later.
+    let finished = false;
     const finish = (status: number, route: string, firstByteAt: number | undefined, end?: StreamEnd) => {
+      if (finished) return;
+      finished = true;
       done();
       if (!log) return;
       const now = performance.now();
