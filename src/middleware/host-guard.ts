@@ -73,12 +73,25 @@ export function hostGuard(config: Config) {
         }
       }
       const origin = c.req.header('origin');
-      if (origin !== undefined && !anyOrigin && !isLocalOrigin(origin, hosts) && !origins.has(origin.toLowerCase())) {
-        throw new ApiError(
-          403,
-          `Origin '${origin.slice(0, 100)}' is not allowed: without API keys only pages served from this machine may call Minato. List the origin in CORS_ORIGINS, or set MINATO_API_KEYS.`,
-          'origin_not_allowed',
-        );
+      if (origin !== undefined) {
+        if (!anyOrigin && !isLocalOrigin(origin, hosts) && !origins.has(origin.toLowerCase())) {
+          throw new ApiError(
+            403,
+            `Origin '${origin.slice(0, 100)}' is not allowed: without API keys only pages served from this machine may call Minato. List the origin in CORS_ORIGINS, or set MINATO_API_KEYS.`,
+            'origin_not_allowed',
+          );
+        }
+      } else if (!anyOrigin) {
+        // Browsers send no Origin with a no-cors GET (a fetch, an <img>, a <script>), but they do
+        // send Fetch Metadata: a request another site's page made is refused all the same.
+        const site = c.req.header('sec-fetch-site');
+        if (site === 'cross-site' || site === 'same-site') {
+          throw new ApiError(
+            403,
+            "A page from another site may not call Minato without API keys (Sec-Fetch-Site: cross-site). Open it from this machine, list the page's origin in CORS_ORIGINS and send Origin (a CORS request), or set MINATO_API_KEYS.",
+            'origin_not_allowed',
+          );
+        }
       }
     }
     await next();

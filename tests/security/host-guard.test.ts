@@ -65,6 +65,20 @@ describe('without keys: only this machine', () => {
     expect(pulls(open)).toBe(0);
   });
 
+  test("a browser's no-cors GET carries no Origin, but its Fetch Metadata says another site sent it: 403", async () => {
+    const before = generations(open);
+    for (const site of ['cross-site', 'same-site']) {
+      const response = await fetch(`${open.url}/llama3.2?message=hi`, { headers: { 'Sec-Fetch-Site': site, 'Sec-Fetch-Mode': 'no-cors' } });
+      expect(response.status).toBe(403);
+      expect((await json(response)).code).toBe('origin_not_allowed');
+    }
+    expect(generations(open)).toBe(before);
+    // Typed into the address bar (none), or /docs on this very origin (same-origin): served.
+    for (const site of ['none', 'same-origin']) {
+      expect((await fetch(`${open.url}/llama3.2?message=hi`, { headers: { 'Sec-Fetch-Site': site } })).status).toBe(200);
+    }
+  });
+
   test('pages on this machine and origins in CORS_ORIGINS may call it', async () => {
     // gpu.lan is in MINATO_ALLOWED_HOSTS: /docs served under that name may call the API.
     for (const origin of [
