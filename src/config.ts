@@ -45,6 +45,12 @@ export function normalizeOllamaHost(raw: string): string {
   // Ollama's envconfig.Host: no scheme → 11434; an explicit http:// → 80, https:// → 443.
   if (port === '') port = !schemeMatch ? '11434' : scheme === 'https' ? '443' : '80';
   if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) throw new Error(`has an invalid port "${port}"`);
+  // A copy-pasted endpoint (`…:11434/api`, `…/v1`): Minato adds Ollama's paths itself.
+  if (/\/(api|v1)(\/.*)?$/i.test(pathPrefix)) {
+    throw new Error(
+      `ends in ${pathPrefix}: give Ollama's address without it (${scheme}://${host}:${port}${pathPrefix.replace(/\/(api|v1)(\/.*)?$/i, '')}); Minato adds /api/… itself`,
+    );
+  }
   const url = `${scheme}://${host}:${port}${pathPrefix}`;
   try {
     new URL(url);
@@ -54,13 +60,32 @@ export function normalizeOllamaHost(raw: string): string {
   return url;
 }
 
+/**
+ * A number from the environment, with one message that says what is expected (zod's own would be
+ * "expected number, received NaN" for `PORT=abc` or `MINATO_FIRST_BYTE_TIMEOUT=5m`).
+ */
+const number = (expected: string, { int = false, min = Number.NEGATIVE_INFINITY, max = Number.POSITIVE_INFINITY, above = false } = {}) =>
+  z.string().transform((text, ctx) => {
+    const value = Number(text.trim());
+    const ok =
+      text.trim() !== '' &&
+      Number.isFinite(value) &&
+      (!int || Number.isInteger(value)) &&
+      (above ? value > min : value >= min) &&
+      value <= max;
+    if (!ok) {
+      ctx.addIssue({ code: 'custom', message: `must be ${expected}` });
+      return z.NEVER;
+    }
+    return value;
+  });
+const wholeNumber = (expected: string, min: number, max = Number.POSITIVE_INFINITY) =>
+  number(`a whole number ${expected}`, { int: true, min, max });
+
+/** Seconds, above 0 and at most a day: units are not accepted, and the message says so. */
 const seconds = (fallback: number) =>
-  z.coerce
-    .number()
-    .positive()
-    .max(24 * 3600)
-    .default(fallback);
-const bytes = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+  number('a number of seconds above 0, at most 86400 (e.g. 300 — not 5m)', { min: 0, above: true, max: 24 * 3600 }).default(fallback);
+const bytes = (fallback: number) => wholeNumber('of bytes above 0 (e.g. 65536 — not 64KB)', 1).default(fallback);
 
 const flag = (fallback: 'true' | 'false') =>
   z
@@ -85,7 +110,7 @@ const EnvSchema = z.object({
         return z.NEVER;
       }
     }),
-  PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+  PORT: wholeNumber('from 0 to 65535 (0 picks a free port)', 0, 65535).default(8000),
   HOST: z.string().min(1).default('127.0.0.1'),
   /** Time allowed until Ollama sends its first byte: a cold model load sends nothing (Ollama's own OLLAMA_LOAD_TIMEOUT is 5 min). */
   MINATO_FIRST_BYTE_TIMEOUT: seconds(300),
@@ -96,13 +121,9 @@ const EnvSchema = z.object({
   /** Time allowed for quick metadata calls (`/api/show`, `/api/tags`, `/api/version`). */
   MINATO_METADATA_TIMEOUT: seconds(10),
   /** How long a model's `/api/show` capabilities are cached. */
-  MINATO_CAPABILITIES_TTL: z.coerce
-    .number()
-    .min(0)
-    .max(24 * 3600)
-    .default(60),
+  MINATO_CAPABILITIES_TTL: number('a number of seconds from 0 to 86400 (0 turns the cache off)', { min: 0, max: 24 * 3600 }).default(60),
   MINATO_MAX_IMAGE_BYTES: bytes(20 * 1024 * 1024),
-  MINATO_MAX_IMAGES: z.coerce.number().int().positive().max(100).default(8),
+  MINATO_MAX_IMAGES: wholeNumber('from 1 to 100', 1, 100).default(8),
   /** Serve Prometheus metrics at /metrics. */
   MINATO_METRICS: flag('true'),
   /** Removed: a scrape key is now an entry of MINATO_API_KEYS with the `metrics` scope. */
@@ -123,15 +144,15 @@ const EnvSchema = z.object({
   /** Without API keys: host names (besides loopback ones and the bind address) requests may be addressed to; `*` for any. */
   MINATO_ALLOWED_HOSTS: z.string().optional(),
   /** Requests per minute per key (or per client address when no keys are configured); 0 turns it off. */
-  MINATO_RATE_LIMIT: z.coerce.number().int().min(0).default(600),
+  MINATO_RATE_LIMIT: wholeNumber('of requests per minute, 0 or more (0 turns it off)', 0).default(600),
   /** Generations running at once, per model and in all. */
-  MINATO_MAX_CONCURRENT_PER_MODEL: z.coerce.number().int().positive().default(4),
-  MINATO_MAX_CONCURRENT: z.coerce.number().int().positive().default(16),
+  MINATO_MAX_CONCURRENT_PER_MODEL: wholeNumber('of generations, 1 or more', 1).default(4),
+  MINATO_MAX_CONCURRENT: wholeNumber('of generations, 1 or more', 1).default(16),
   /** Generations one key (or, without keys, one client address) may run at once; default half of MINATO_MAX_CONCURRENT. */
-  MINATO_MAX_CONCURRENT_PER_KEY: z.coerce.number().int().positive().optional(),
+  MINATO_MAX_CONCURRENT_PER_KEY: wholeNumber('of generations, 1 or more', 1).optional(),
   /** Generations waiting for a slot, per model and in all; beyond that, 503. */
-  MINATO_MAX_QUEUE_PER_MODEL: z.coerce.number().int().min(0).default(32),
-  MINATO_MAX_QUEUE: z.coerce.number().int().min(0).default(128),
+  MINATO_MAX_QUEUE_PER_MODEL: wholeNumber('of waiting requests, 0 or more', 0).default(32),
+  MINATO_MAX_QUEUE: wholeNumber('of waiting requests, 0 or more', 0).default(128),
   /** Longest wait for a slot before a 503. */
   MINATO_QUEUE_TIMEOUT: seconds(60),
   /** Longest time a client may take to send a request body (image uploads). */
@@ -143,7 +164,7 @@ const EnvSchema = z.object({
   MINATO_MAX_HEADER_BYTES: bytes(16 * 1024),
   MINATO_MAX_BODY_BYTES: bytes(64 * 1024),
   /** On SIGTERM/SIGINT: how long in-flight requests and streams may take to finish. */
-  MINATO_SHUTDOWN_GRACE: z.coerce.number().min(0).max(3600).default(30),
+  MINATO_SHUTDOWN_GRACE: number('a number of seconds from 0 to 3600 (e.g. 30 — not 30s)', { min: 0, max: 3600 }).default(30),
   /** One JSON line per request on stdout. */
   MINATO_LOG_REQUESTS: flag('true'),
 });

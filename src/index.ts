@@ -1,4 +1,5 @@
 import { ConfigError, isLoopback, loadConfig } from './config';
+import { probeOllama } from './ollama/probe';
 import { startServer } from './server';
 
 let config: ReturnType<typeof loadConfig>;
@@ -10,8 +11,8 @@ try {
   process.exit(1);
 }
 
-const log = (msg: string, fields: Record<string, unknown> = {}) =>
-  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'info', msg, ...fields })}\n`);
+const log = (msg: string, fields: Record<string, unknown> = {}, level = 'info') =>
+  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
 
 // Bun's fetch runs at most 256 requests at once (BUN_CONFIG_MAX_HTTP_REQUESTS, read only when
 // the process starts); more concurrent generations would wait inside Bun, invisibly. The start
@@ -37,13 +38,33 @@ if (config.apiKeys.length === 0 && !isLoopback(config.host) && !config.allowedHo
   );
 }
 
-const { server, shutdown } = startServer({ config });
+let started: ReturnType<typeof startServer>;
+try {
+  started = startServer({ config });
+} catch (error) {
+  const code = (error as { code?: string }).code;
+  if (code === 'EADDRINUSE') {
+    console.error(
+      `minato: PORT=${config.port} on HOST=${config.host} is already in use (another Minato?). Stop it, or choose another PORT.`,
+    );
+  } else if (code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+    console.error(
+      `minato: cannot listen on HOST=${config.host} PORT=${config.port} (${code}): check HOST is an address of this machine and PORT is allowed.`,
+    );
+  } else throw error;
+  process.exit(1);
+}
+const { server, shutdown } = started;
 log('listening', {
   url: `http://${server.hostname}:${server.port}`,
   ollama: config.ollamaHost,
   docs: '/docs',
   auth: config.apiKeys.length > 0 ? `${config.apiKeys.length} API keys` : 'off (no MINATO_API_KEYS)',
 });
+
+// Tell the truth about Ollama once, at start: what answered at OLLAMA_HOST. Never fatal: Ollama
+// may come up after Minato, and every request checks again.
+probeOllama(config.ollamaHost).then(({ level, ...fields }) => log(level === 'info' ? 'ollama' : 'ollama not ready', fields, level));
 
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -14,6 +14,8 @@ export type RequestRecord = {
   queueMs?: number;
   /** Bytes of a whole (not streamed) body, where Minato serialised it itself. */
   bytes?: number;
+  /** Query parameters the route does not know, accepted and ignored (`temprature=0.7`). */
+  ignoredParams?: string[];
 };
 
 const records = new WeakMap<AbortSignal, RequestRecord>();

@@ -121,7 +121,7 @@ export const requireScope = (scope: Scope) =>
     if (key && !allows(key, scope)) {
       throw new ApiError(
         403,
-        `The key ${key.id} may not ${WHAT_SCOPES_ALLOW[scope]}: that needs a key with the "${scope}" scope (or "admin") in MINATO_API_KEYS.`,
+        `The key ${key.id} may not ${WHAT_SCOPES_ALLOW[scope]}: that needs a key with the "${scope}" scope in MINATO_API_KEYS${scope === 'admin' ? '' : ' (admin keys have it too)'}.`,
         'forbidden',
       );
     }

@@ -22,6 +22,7 @@ export function corsFor(origins: string[]) {
       'Server-Timing',
       'Allow',
       'WWW-Authenticate',
+      'Warning',
     ],
     maxAge: 600,
   });

@@ -64,6 +64,7 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
           upstream_status: record.upstreamStatus,
           queued_at: record.queuedAt || undefined,
           queue_ms: record.queueMs === undefined ? undefined : round(record.queueMs),
+          ignored_params: record.ignoredParams,
         }),
       );
     };

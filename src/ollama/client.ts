@@ -163,21 +163,48 @@ export function createOllamaClient({
   return { baseUrl, call };
 }
 
-/** Reads Ollama's `{"error": "..."}` body; Ollama also answers some errors with an empty or text body. */
-export async function readUpstreamError(response: Response): Promise<string> {
-  const text = await response.text().catch(() => '');
+/** What a failed answer from OLLAMA_HOST said: Ollama's own message, or a one-line description of something else. */
+type UpstreamMessage = { message: string; fromOllama: boolean; json?: boolean };
+
+async function readUpstreamMessage(response: Response): Promise<UpstreamMessage> {
+  const text = (await response.text().catch(() => '')).trim();
   const error = parseObject(text)?.error;
-  if (typeof error === 'string' && error !== '') return error;
-  return text.trim() || `HTTP ${response.status}`;
+  if (typeof error === 'string' && error !== '') return { message: error, fromOllama: true, json: true };
+  if (text === '') return { message: `HTTP ${response.status}`, fromOllama: true };
+  const type = response.headers.get('content-type')?.split(';')[0]?.trim();
+  // Ollama answers JSON, or a short plain line for its own router's 404/405. Anything else (an
+  // HTML page, a long text) is another server: describe it in one line rather than paste it.
+  if (type !== 'text/plain' || text.length > 200 || text.startsWith('<')) {
+    return {
+      message: `HTTP ${response.status} with ${type ? `a ${type}` : 'an untyped'} body of ${text.length} bytes, not Ollama's JSON`,
+      fromOllama: false,
+    };
+  }
+  return { message: text, fromOllama: true };
+}
+
+/** Ollama's `{"error": "..."}` message; for an answer that is not Ollama's, a one-line description of it. */
+export async function readUpstreamError(response: Response): Promise<string> {
+  return (await readUpstreamMessage(response)).message;
 }
 
 /**
  * Maps an unsuccessful Ollama answer onto what the client should see: its own mistakes as 4xx,
- * Ollama's trouble as 502/503 with what to do about it.
+ * Ollama's trouble as 502/503 with what to do about it, and an answer from something that is not
+ * Ollama as a 502 that says to check OLLAMA_HOST.
  */
 export async function upstreamError(response: Response, model?: string): Promise<ApiError> {
-  const message = await readUpstreamError(response);
+  const { message, fromOllama, json } = await readUpstreamMessage(response);
   const status = response.status;
+  // Ollama says a model is missing in JSON; a bare `404 page not found` is its router saying the
+  // path does not exist: OLLAMA_HOST has a path that should not be there.
+  if (!fromOllama || (status === 404 && !json)) {
+    return new ApiError(
+      502,
+      `${fromOllama ? `OLLAMA_HOST answered ${JSON.stringify(message)} for ${new URL(response.url || 'http://x/').pathname}` : `Something other than Ollama answered at OLLAMA_HOST (${message})`}. Check that OLLAMA_HOST is Ollama's address, such as http://127.0.0.1:11434, with no path.`,
+      'upstream_not_ollama',
+    );
+  }
   if (status === 404 && model !== undefined) {
     return new ApiError(
       404,

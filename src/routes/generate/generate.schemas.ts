@@ -192,3 +192,6 @@ export const streamContent = {
     }),
   },
 };
+
+/** The query parameters the generation routes read; others are accepted but ignored (see warnUnknownQuery). */
+export const GENERATION_PARAMS: ReadonlySet<string> = new Set(Object.keys(GenerationQuery.shape));

@@ -6,7 +6,8 @@ import { createMiddleware } from 'hono/factory';
 import type { AppEnv, AppRouter } from '../../lib/router';
 import { secured } from '../../middleware/auth';
 import { admittedStream, admittedSync } from './generate.admission';
-import { toGenerateRequest } from './generate.schemas';
+import { GENERATION_PARAMS, toGenerateRequest } from './generate.schemas';
+import { warnUnknownQuery } from '../../middleware/unknown-query';
 import { generateStream, generateSync } from './generate.routes';
 
 /**
@@ -18,9 +19,11 @@ const noHead = createMiddleware<AppEnv>(async (c, next) => {
   await next();
 });
 
+const unknownQuery = warnUnknownQuery(GENERATION_PARAMS);
+
 export function registerGenerateRoutes(app: AppRouter, deps: Deps) {
   const { config } = deps;
-  app.openapi(secured(config, { ...generateStream, middleware: [noHead, allowLongWait] }, 'generate'), async (c) => {
+  app.openapi(secured(config, { ...generateStream, middleware: [noHead, allowLongWait, unknownQuery] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const format = negotiateStreamFormat(c.req.header('accept'));
     if (format === 'sse' && isEventSourceReconnect(c.req)) return c.body(null, 204);
@@ -28,7 +31,7 @@ export function registerGenerateRoutes(app: AppRouter, deps: Deps) {
     return admittedStream(c, deps, model_name, format, (observe) => answerStream(deps, body, c.req.raw.signal, format, observe)) as never;
   });
 
-  app.openapi(secured(config, { ...generateSync, middleware: [noHead, allowLongWait] }, 'generate'), async (c) => {
+  app.openapi(secured(config, { ...generateSync, middleware: [noHead, allowLongWait, unknownQuery] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const body = toGenerateRequest(model_name, c.req.valid('query'));
     return admittedSync(c, deps, model_name, () => answerSync(deps, body, c.req.raw.signal)) as never;

@@ -8,8 +8,11 @@ import type { CapabilityLookup } from '../../ollama/capabilities';
 import { secured } from '../../middleware/auth';
 import { answerStream, answerSync, type Deps } from '../../ollama/generate';
 import { admittedStream, admittedSync, checkAdmission } from '../generate/generate.admission';
-import { type GenerationQuery, toGenerateRequest } from '../generate/generate.schemas';
+import { GENERATION_PARAMS, type GenerationQuery, toGenerateRequest } from '../generate/generate.schemas';
+import { warnUnknownQuery } from '../../middleware/unknown-query';
 import { visionBodySchemas, visionStream, visionSync } from './vision.routes';
+
+const unknownQuery = warnUnknownQuery(GENERATION_PARAMS);
 
 export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf: CapabilityLookup) {
   for (const [name, schema] of Object.entries(visionBodySchemas)) app.openAPIRegistry.registerComponent('schemas', name, schema);
@@ -38,7 +41,7 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
     return toGenerateRequest(model, query, await withinDeadline(readImages(c.req.raw, config), config.bodyTimeoutMs));
   };
 
-  app.openapi(secured(config, { ...visionStream, middleware: [allowLongWait] }, 'generate'), async (c) => {
+  app.openapi(secured(config, { ...visionStream, middleware: [allowLongWait, unknownQuery] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const query = c.req.valid('query');
     await checkVision(c, model_name);
@@ -49,7 +52,7 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
     ) as never;
   });
 
-  app.openapi(secured(config, { ...visionSync, middleware: [allowLongWait] }, 'generate'), async (c) => {
+  app.openapi(secured(config, { ...visionSync, middleware: [allowLongWait, unknownQuery] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const query = c.req.valid('query');
     await checkVision(c, model_name);

@@ -1,0 +1,26 @@
+import { createMiddleware } from 'hono/factory';
+import type { AppEnv } from '../lib/router';
+
+/**
+ * Query parameters a route does not know are accepted, as the original service accepted them and
+ * clients send extras, but never silently: the answer carries a `Warning` header naming them
+ * (`299 minato "Unknown query parameters ignored: temprature"`) and the request log an
+ * `ignored_params` field, so that a typo (`temprature=0.7`) can be seen.
+ */
+export const warnUnknownQuery = (known: ReadonlySet<string>) =>
+  createMiddleware<AppEnv>(async (c, next) => {
+    if (!c.req.url.includes('?')) return next();
+    const unknown = Object.keys(c.req.queries()).filter((name) => !known.has(name));
+    if (unknown.length === 0) return next();
+    // Names as safe header text: a client's parameter name never adds quotes or lines to a header.
+    const names = unknown.slice(0, 10).map((name) => name.slice(0, 40).replace(/[^\w.-]/g, '?'));
+    c.var.record.ignoredParams = names;
+    await next();
+    const warning = `299 minato "Unknown query parameters ignored: ${names.join(', ')}${unknown.length > 10 ? ', …' : ''}"`;
+    try {
+      c.res.headers.set('Warning', warning);
+    } catch {
+      c.res = new Response(c.res.body, c.res);
+      c.res.headers.set('Warning', warning);
+    }
+  });
