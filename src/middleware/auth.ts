@@ -139,17 +139,37 @@ export function secured<R extends RouteConfig>(config: Config, route: R, scope: 
     security: requirement(scope),
     middleware: [requireScope(scope), ...(route.middleware === undefined ? [] : [route.middleware].flat())],
     responses: {
-      400: authErrorResponse('A `Host` header that is not a host name, or two different keys in `Authorization` and `X-API-Key`.'),
+      400: authErrorResponse(
+        'A `Host` header that is not a host name, or two different keys in `Authorization` and `X-API-Key`.',
+        'conflicting_keys',
+        'The request carries two different keys (Authorization: Bearer and X-API-Key); send one key, in either header.',
+      ),
       ...route.responses,
-      401: authErrorResponse('No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`.'),
+      401: authErrorResponse(
+        'No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`.',
+        'unauthorized',
+        'This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.',
+      ),
       403: authErrorResponse(
         `The key lacks the "${scope}" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page.`,
+        'forbidden',
+        `The key alice may not ${WHAT_SCOPES_ALLOW[scope]}: that needs a key with the "${scope}" scope in MINATO_API_KEYS${scope === 'admin' ? '' : ' (admin keys have it too)'}.`,
       ),
       429: authErrorResponse(
         "The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds.",
+        'rate_limited',
+        'Rate limit of 600 requests per minute reached for key alice. Retry after 1 s.',
       ),
-      414: authErrorResponse('The URL is longer than MINATO_MAX_URL_BYTES.'),
-      431: authErrorResponse('The request headers are larger than MINATO_MAX_HEADER_BYTES.'),
+      414: authErrorResponse(
+        'The URL is longer than MINATO_MAX_URL_BYTES.',
+        'uri_too_long',
+        'The URL is 70000 bytes long; the limit is 65536 (MINATO_MAX_URL_BYTES). Long prompts: shorten them, or raise the limit.',
+      ),
+      431: authErrorResponse(
+        'The request headers are larger than MINATO_MAX_HEADER_BYTES.',
+        'headers_too_large',
+        'The request headers take 20000 bytes; the limit is 16384 (MINATO_MAX_HEADER_BYTES).',
+      ),
     },
   } as R;
 }

@@ -4,8 +4,8 @@ import { isValidModelName, MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN } from '../
 /** `{"detail": "..."}`: FastAPI's error shape, which the original service's clients parse. */
 export const ErrorSchema = z
   .object({
-    detail: z.string().openapi({ example: "Model 'llama3.2' is not installed in Ollama. Install it with POST /install/llama3.2" }),
-    code: z.string().openapi({ description: 'Stable machine-readable error code.', example: 'model_not_found' }),
+    detail: z.string().openapi({ description: 'What went wrong and what to do about it.' }),
+    code: z.string().openapi({ description: 'Stable machine-readable error code (see the README).' }),
   })
   .openapi('Error');
 
@@ -25,10 +25,18 @@ export const HTTPValidationErrorSchema = z
   })
   .openapi('HTTPValidationError');
 
-export const jsonError = (description: string) => ({
-  content: { 'application/json': { schema: ErrorSchema } },
+/** An error response with its own example (`code` and `detail`), so that each status shows what it means. */
+export const jsonError = (description: string, code: string, detail: string) => ({
+  content: { 'application/json': { schema: ErrorSchema, example: { detail, code } } },
   description,
 });
+
+/** The 404 of a model Ollama does not have, on every route that names one. */
+export const modelNotFound = jsonError(
+  'The model is not installed; install it with `POST /install/{model_name}`.',
+  'model_not_found',
+  "Model 'llama3.2' is not installed in Ollama. Install it with POST /install/llama3.2 (Ollama said: model 'llama3.2' not found)",
+);
 
 export const validationError = {
   content: { 'application/json': { schema: HTTPValidationErrorSchema } },
@@ -37,11 +45,21 @@ export const validationError = {
 
 /** Upstream failures every route that calls Ollama can answer with. */
 export const upstreamErrors = {
-  502: jsonError('Ollama is unreachable, refused the request, or failed.'),
+  502: jsonError(
+    'Ollama is unreachable, dropped the connection, refused the request, failed, or something other than Ollama answered at OLLAMA_HOST.',
+    'upstream_unreachable',
+    'Cannot reach Ollama at http://127.0.0.1:11434 (ECONNREFUSED). Check that Ollama is running and that OLLAMA_HOST points at it.',
+  ),
   503: jsonError(
     "Minato's queue for generations is full or the wait passed MINATO_QUEUE_TIMEOUT (`queue_full`, `queue_timeout`), Minato is shutting down (`shutting_down`), or Ollama's own queue is full (`upstream_busy`); retry after `Retry-After` seconds.",
+    'queue_full',
+    'Minato is at capacity: 128 requests are already waiting (MINATO_MAX_QUEUE=128). Retry after the number of seconds in Retry-After.',
   ),
-  504: jsonError('Ollama sent nothing before the first-byte deadline.'),
+  504: jsonError(
+    'Ollama sent nothing before the first-byte deadline.',
+    'upstream_timeout',
+    'Ollama sent no answer within 300 s (MINATO_FIRST_BYTE_TIMEOUT). A model may still be loading, or Ollama is busy with other requests: retry, or raise MINATO_FIRST_BYTE_TIMEOUT.',
+  ),
 } as const;
 
 export const ModelNameParams = z.object({

@@ -1,13 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { existsSync } from 'node:fs';
 import type { Browser } from 'playwright-core';
 import { type Harness, startHarness } from '../helpers';
+import { CHROMIUM, launchChromium } from './chromium';
 
 // A real browser visiting a page from another site, which tries to use the GPU and install a
 // model through a keyless Minato on this machine, as any page a user visits could. Debian's
 // Chromium (installed by .ci/run) is driven by playwright-core; `evil.test` resolves to 127.0.0.1
 // inside the browser only, so the page has a foreign origin while everything stays on loopback.
-const CHROMIUM = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((path) => existsSync(path));
 
 let h: Harness;
 let browser: Browser | undefined;
@@ -38,10 +37,7 @@ beforeAll(async () => {
     hostname: '127.0.0.1',
     fetch: () => new Response(page(h.url), { headers: { 'Content-Type': 'text/html' } }),
   });
-  if (CHROMIUM) {
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--host-resolver-rules=MAP evil.test 127.0.0.1'] });
-  }
+  if (CHROMIUM) browser = await launchChromium(['--host-resolver-rules=MAP evil.test 127.0.0.1']);
 });
 afterAll(async () => {
   await browser?.close();

@@ -72,23 +72,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/models_list": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List the installed models */
-        get: operations["listModelsNoSlash"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/install/{model_name}": {
         parameters: {
             query?: never;
@@ -121,6 +104,8 @@ export interface paths {
         /**
          * Stream an answer about images
          * @description As `POST /vision/{model_name}`, streamed with the same `Accept` negotiation as `GET /stream/{model_name}`.
+         *
+         *     **In /docs** the answer appears only once the stream has ended (as `text/plain`, the first media type; pick another under *Responses*). To watch it arrive token by token: `curl -N 'http://127.0.0.1:8000/stream/llama3.2?message=Why%20is%20the%20sky%20blue%3F'`.
          */
         post: operations["streamAnswerOnMultimodalQuery"];
         delete?: never;
@@ -159,6 +144,8 @@ export interface paths {
         /**
          * Stream an answer as it is generated
          * @description Streams Ollama's lines as they are generated. `Accept` picks the format: `application/x-ndjson` (default; Ollama's bytes unchanged), `text/event-stream` (one SSE event per line, for `EventSource`) or `text/plain` (bare text deltas, as the original service streamed). Errors before the first byte are JSON with a 4xx/5xx status; after it they travel in-band (an `{"error"}` line, or `event: error`).
+         *
+         *     **In /docs** the answer appears only once the stream has ended (as `text/plain`, the first media type; pick another under *Responses*). To watch it arrive token by token: `curl -N 'http://127.0.0.1:8000/stream/llama3.2?message=Why%20is%20the%20sky%20blue%3F'`.
          */
         get: operations["streamAnswerOnQuery"];
         put?: never;
@@ -208,12 +195,9 @@ export interface components {
             images: string[];
         };
         Error: {
-            /** @example Model 'llama3.2' is not installed in Ollama. Install it with POST /install/llama3.2 */
+            /** @description What went wrong and what to do about it. */
             detail: string;
-            /**
-             * @description Stable machine-readable error code.
-             * @example model_not_found
-             */
+            /** @description Stable machine-readable error code (see the README). */
             code: string;
         };
         Health: {
@@ -415,6 +399,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carries two different keys (Authorization: Bearer and X-API-Key); send one key, in either header.",
+                     *       "code": "conflicting_keys"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -424,6 +414,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.",
+                     *       "code": "unauthorized"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -433,6 +429,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key alice may not read /metrics: that needs a key with the \"metrics\" scope in MINATO_API_KEYS (admin keys have it too).",
+                     *       "code": "forbidden"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -442,6 +444,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The URL is 70000 bytes long; the limit is 65536 (MINATO_MAX_URL_BYTES). Long prompts: shorten them, or raise the limit.",
+                     *       "code": "uri_too_long"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -451,6 +459,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Rate limit of 600 requests per minute reached for key alice. Retry after 1 s.",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -460,6 +474,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request headers take 20000 bytes; the limit is 16384 (MINATO_MAX_HEADER_BYTES).",
+                     *       "code": "headers_too_large"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -509,6 +529,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Ollama at http://127.0.0.1:11434 is not ready: Unable to connect. Check that Ollama is running and that OLLAMA_HOST points at it.",
+                     *       "code": "not_ready"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -538,6 +564,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carries two different keys (Authorization: Bearer and X-API-Key); send one key, in either header.",
+                     *       "code": "conflicting_keys"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -547,6 +579,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.",
+                     *       "code": "unauthorized"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -556,6 +594,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key alice may not generate answers and list models: that needs a key with the \"generate\" scope in MINATO_API_KEYS (admin keys have it too).",
+                     *       "code": "forbidden"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -565,6 +609,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The URL is 70000 bytes long; the limit is 65536 (MINATO_MAX_URL_BYTES). Long prompts: shorten them, or raise the limit.",
+                     *       "code": "uri_too_long"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -574,6 +624,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Rate limit of 600 requests per minute reached for key alice. Retry after 1 s.",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -583,15 +639,27 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request headers take 20000 bytes; the limit is 16384 (MINATO_MAX_HEADER_BYTES).",
+                     *       "code": "headers_too_large"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Ollama is unreachable, refused the request, or failed. */
+            /** @description Ollama is unreachable, dropped the connection, refused the request, failed, or something other than Ollama answered at OLLAMA_HOST. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Cannot reach Ollama at http://127.0.0.1:11434 (ECONNREFUSED). Check that Ollama is running and that OLLAMA_HOST points at it.",
+                     *       "code": "upstream_unreachable"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -601,6 +669,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Minato is at capacity: 128 requests are already waiting (MINATO_MAX_QUEUE=128). Retry after the number of seconds in Retry-After.",
+                     *       "code": "queue_full"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -610,107 +684,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-        };
-    };
-    listModelsNoSlash: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The models Ollama has. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ModelsList"];
-                };
-            };
-            /** @description A `Host` header that is not a host name, or two different keys in `Authorization` and `X-API-Key`. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description The key lacks the "generate" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description The URL is longer than MINATO_MAX_URL_BYTES. */
-            414: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds. */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description The request headers are larger than MINATO_MAX_HEADER_BYTES. */
-            431: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Ollama is unreachable, refused the request, or failed. */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Minato's queue for generations is full or the wait passed MINATO_QUEUE_TIMEOUT (`queue_full`, `queue_timeout`), Minato is shutting down (`shutting_down`), or Ollama's own queue is full (`upstream_busy`); retry after `Retry-After` seconds. */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Ollama sent nothing before the first-byte deadline. */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Ollama sent no answer within 300 s (MINATO_FIRST_BYTE_TIMEOUT). A model may still be loading, or Ollama is busy with other requests: retry, or raise MINATO_FIRST_BYTE_TIMEOUT.",
+                     *       "code": "upstream_timeout"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -745,6 +724,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Ollama rejected the request: invalid model name",
+                     *       "code": "upstream_bad_request"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -754,6 +739,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.",
+                     *       "code": "unauthorized"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -763,6 +754,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key alice may not install models: that needs a key with the \"admin\" scope in MINATO_API_KEYS.",
+                     *       "code": "forbidden"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -772,6 +769,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The registry has no model 'llama9'. Check the name at ollama.com/library.",
+                     *       "code": "model_not_in_registry"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -781,6 +784,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The URL is 70000 bytes long; the limit is 65536 (MINATO_MAX_URL_BYTES). Long prompts: shorten them, or raise the limit.",
+                     *       "code": "uri_too_long"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -799,6 +808,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Rate limit of 600 requests per minute reached for key alice. Retry after 1 s.",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -808,15 +823,27 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request headers take 20000 bytes; the limit is 16384 (MINATO_MAX_HEADER_BYTES).",
+                     *       "code": "headers_too_large"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Ollama is unreachable, refused the request, or failed. */
+            /** @description Ollama is unreachable, dropped the connection, refused the request, failed, or something other than Ollama answered at OLLAMA_HOST. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Cannot reach Ollama at http://127.0.0.1:11434 (ECONNREFUSED). Check that Ollama is running and that OLLAMA_HOST points at it.",
+                     *       "code": "upstream_unreachable"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -826,6 +853,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Minato is at capacity: 128 requests are already waiting (MINATO_MAX_QUEUE=128). Retry after the number of seconds in Retry-After.",
+                     *       "code": "queue_full"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -835,6 +868,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Ollama sent no answer within 300 s (MINATO_FIRST_BYTE_TIMEOUT). A model may still be loading, or Ollama is busy with other requests: retry, or raise MINATO_FIRST_BYTE_TIMEOUT.",
+                     *       "code": "upstream_timeout"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -897,6 +936,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "text/plain": string;
                     /**
                      * @example {
                      *       "model": "llama3.2",
@@ -907,7 +947,6 @@ export interface operations {
                      */
                     "application/x-ndjson": components["schemas"]["StreamLine"];
                     "text/event-stream": string;
-                    "text/plain": string;
                 };
             };
             /** @description The model cannot read images (no `vision` capability), or the body is malformed. */
@@ -916,6 +955,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Model 'llama3.2' cannot read images: Ollama lists its capabilities as [completion, tools], without \"vision\". Use a vision model (e.g. llava, gemma3, qwen2.5vl).",
+                     *       "code": "model_without_vision"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -925,6 +970,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.",
+                     *       "code": "unauthorized"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -934,6 +985,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key alice may not generate answers and list models: that needs a key with the \"generate\" scope in MINATO_API_KEYS (admin keys have it too).",
+                     *       "code": "forbidden"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -943,6 +1000,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Model 'llama3.2' is not installed in Ollama. Install it with POST /install/llama3.2 (Ollama said: model 'llama3.2' not found)",
+                     *       "code": "model_not_found"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -952,6 +1015,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The upload took longer than 60 s (MINATO_BODY_TIMEOUT).",
+                     *       "code": "body_timeout"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -961,6 +1030,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "images[0] is larger than 20971520 bytes (MINATO_MAX_IMAGE_BYTES).",
+                     *       "code": "image_too_large"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -970,6 +1045,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The URL is 70000 bytes long; the limit is 65536 (MINATO_MAX_URL_BYTES). Long prompts: shorten them, or raise the limit.",
+                     *       "code": "uri_too_long"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -979,6 +1060,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "images[0] is not a complete PNG, JPEG, GIF, WebP or BMP image header (checked from its bytes, not its declared type).",
+                     *       "code": "unsupported_image"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -997,6 +1084,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Rate limit of 600 requests per minute reached for key alice. Retry after 1 s.",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1006,15 +1099,27 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request headers take 20000 bytes; the limit is 16384 (MINATO_MAX_HEADER_BYTES).",
+                     *       "code": "headers_too_large"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Ollama is unreachable, refused the request, or failed. */
+            /** @description Ollama is unreachable, dropped the connection, refused the request, failed, or something other than Ollama answered at OLLAMA_HOST. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Cannot reach Ollama at http://127.0.0.1:11434 (ECONNREFUSED). Check that Ollama is running and that OLLAMA_HOST points at it.",
+                     *       "code": "upstream_unreachable"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1024,6 +1129,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Minato is at capacity: 128 requests are already waiting (MINATO_MAX_QUEUE=128). Retry after the number of seconds in Retry-After.",
+                     *       "code": "queue_full"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1033,6 +1144,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Ollama sent no answer within 300 s (MINATO_FIRST_BYTE_TIMEOUT). A model may still be loading, or Ollama is busy with other requests: retry, or raise MINATO_FIRST_BYTE_TIMEOUT.",
+                     *       "code": "upstream_timeout"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1104,6 +1221,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Model 'llama3.2' cannot read images: Ollama lists its capabilities as [completion, tools], without \"vision\". Use a vision model (e.g. llava, gemma3, qwen2.5vl).",
+                     *       "code": "model_without_vision"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1113,6 +1236,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.",
+                     *       "code": "unauthorized"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1122,6 +1251,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key alice may not generate answers and list models: that needs a key with the \"generate\" scope in MINATO_API_KEYS (admin keys have it too).",
+                     *       "code": "forbidden"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1131,6 +1266,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Model 'llama3.2' is not installed in Ollama. Install it with POST /install/llama3.2 (Ollama said: model 'llama3.2' not found)",
+                     *       "code": "model_not_found"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1140,6 +1281,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The upload took longer than 60 s (MINATO_BODY_TIMEOUT).",
+                     *       "code": "body_timeout"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1149,6 +1296,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "images[0] is larger than 20971520 bytes (MINATO_MAX_IMAGE_BYTES).",
+                     *       "code": "image_too_large"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1158,6 +1311,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The URL is 70000 bytes long; the limit is 65536 (MINATO_MAX_URL_BYTES). Long prompts: shorten them, or raise the limit.",
+                     *       "code": "uri_too_long"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1167,6 +1326,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "images[0] is not a complete PNG, JPEG, GIF, WebP or BMP image header (checked from its bytes, not its declared type).",
+                     *       "code": "unsupported_image"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1185,6 +1350,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Rate limit of 600 requests per minute reached for key alice. Retry after 1 s.",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1194,15 +1365,27 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request headers take 20000 bytes; the limit is 16384 (MINATO_MAX_HEADER_BYTES).",
+                     *       "code": "headers_too_large"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Ollama is unreachable, refused the request, or failed. */
+            /** @description Ollama is unreachable, dropped the connection, refused the request, failed, or something other than Ollama answered at OLLAMA_HOST. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Cannot reach Ollama at http://127.0.0.1:11434 (ECONNREFUSED). Check that Ollama is running and that OLLAMA_HOST points at it.",
+                     *       "code": "upstream_unreachable"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1212,6 +1395,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Minato is at capacity: 128 requests are already waiting (MINATO_MAX_QUEUE=128). Retry after the number of seconds in Retry-After.",
+                     *       "code": "queue_full"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1221,6 +1410,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Ollama sent no answer within 300 s (MINATO_FIRST_BYTE_TIMEOUT). A model may still be loading, or Ollama is busy with other requests: retry, or raise MINATO_FIRST_BYTE_TIMEOUT.",
+                     *       "code": "upstream_timeout"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1277,6 +1472,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "text/plain": string;
                     /**
                      * @example {
                      *       "model": "llama3.2",
@@ -1287,7 +1483,6 @@ export interface operations {
                      */
                     "application/x-ndjson": components["schemas"]["StreamLine"];
                     "text/event-stream": string;
-                    "text/plain": string;
                 };
             };
             /** @description An EventSource reconnecting (it sends `Last-Event-ID`) after its stream ended: there is nothing to resume, and 204 tells it to stop instead of generating the answer again. */
@@ -1303,6 +1498,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Ollama rejected the request: \"nomic-embed-text\" does not support generate",
+                     *       "code": "upstream_bad_request"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1312,6 +1513,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.",
+                     *       "code": "unauthorized"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1321,6 +1528,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key alice may not generate answers and list models: that needs a key with the \"generate\" scope in MINATO_API_KEYS (admin keys have it too).",
+                     *       "code": "forbidden"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1330,6 +1543,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Model 'llama3.2' is not installed in Ollama. Install it with POST /install/llama3.2 (Ollama said: model 'llama3.2' not found)",
+                     *       "code": "model_not_found"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1339,6 +1558,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The URL is 70000 bytes long; the limit is 65536 (MINATO_MAX_URL_BYTES). Long prompts: shorten them, or raise the limit.",
+                     *       "code": "uri_too_long"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1357,6 +1582,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Rate limit of 600 requests per minute reached for key alice. Retry after 1 s.",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1366,15 +1597,27 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request headers take 20000 bytes; the limit is 16384 (MINATO_MAX_HEADER_BYTES).",
+                     *       "code": "headers_too_large"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Ollama is unreachable, refused the request, or failed. */
+            /** @description Ollama is unreachable, dropped the connection, refused the request, failed, or something other than Ollama answered at OLLAMA_HOST. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Cannot reach Ollama at http://127.0.0.1:11434 (ECONNREFUSED). Check that Ollama is running and that OLLAMA_HOST points at it.",
+                     *       "code": "upstream_unreachable"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1384,6 +1627,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Minato is at capacity: 128 requests are already waiting (MINATO_MAX_QUEUE=128). Retry after the number of seconds in Retry-After.",
+                     *       "code": "queue_full"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1393,6 +1642,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Ollama sent no answer within 300 s (MINATO_FIRST_BYTE_TIMEOUT). A model may still be loading, or Ollama is busy with other requests: retry, or raise MINATO_FIRST_BYTE_TIMEOUT.",
+                     *       "code": "upstream_timeout"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1458,6 +1713,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Ollama rejected the request: \"nomic-embed-text\" does not support generate",
+                     *       "code": "upstream_bad_request"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1467,6 +1728,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.",
+                     *       "code": "unauthorized"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1476,6 +1743,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key alice may not generate answers and list models: that needs a key with the \"generate\" scope in MINATO_API_KEYS (admin keys have it too).",
+                     *       "code": "forbidden"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1485,6 +1758,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Model 'llama3.2' is not installed in Ollama. Install it with POST /install/llama3.2 (Ollama said: model 'llama3.2' not found)",
+                     *       "code": "model_not_found"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1494,6 +1773,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The URL is 70000 bytes long; the limit is 65536 (MINATO_MAX_URL_BYTES). Long prompts: shorten them, or raise the limit.",
+                     *       "code": "uri_too_long"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1512,6 +1797,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Rate limit of 600 requests per minute reached for key alice. Retry after 1 s.",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1521,15 +1812,27 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request headers take 20000 bytes; the limit is 16384 (MINATO_MAX_HEADER_BYTES).",
+                     *       "code": "headers_too_large"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Ollama is unreachable, refused the request, or failed. */
+            /** @description Ollama is unreachable, dropped the connection, refused the request, failed, or something other than Ollama answered at OLLAMA_HOST. */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Cannot reach Ollama at http://127.0.0.1:11434 (ECONNREFUSED). Check that Ollama is running and that OLLAMA_HOST points at it.",
+                     *       "code": "upstream_unreachable"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1539,6 +1842,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Minato is at capacity: 128 requests are already waiting (MINATO_MAX_QUEUE=128). Retry after the number of seconds in Retry-After.",
+                     *       "code": "queue_full"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };
@@ -1548,6 +1857,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "Ollama sent no answer within 300 s (MINATO_FIRST_BYTE_TIMEOUT). A model may still be loading, or Ollama is busy with other requests: retry, or raise MINATO_FIRST_BYTE_TIMEOUT.",
+                     *       "code": "upstream_timeout"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
                 };
             };

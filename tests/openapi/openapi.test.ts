@@ -36,7 +36,6 @@ describe('GET /openapi.json', () => {
         '/health',
         '/install/{model_name}',
         '/metrics',
-        '/models_list',
         '/models_list/',
         '/ready',
         '/stream/vision/{model_name}',
@@ -46,7 +45,7 @@ describe('GET /openapi.json', () => {
       ].sort(),
     );
     const stream = doc.paths['/stream/{model_name}']!.get!;
-    expect(Object.keys(stream.responses[200]!.content!)).toEqual(['application/x-ndjson', 'text/event-stream', 'text/plain']);
+    expect(Object.keys(stream.responses[200]!.content!).sort()).toEqual(['application/x-ndjson', 'text/event-stream', 'text/plain']);
     for (const status of ['200', '400', '404', '422', '502', '503', '504']) expect(stream.responses[status]).toBeDefined();
     const temperature = stream.parameters!.find((parameter) => parameter.name === 'temperature')!;
     expect(temperature.schema).toMatchObject({ type: 'number', minimum: 0, maximum: 1 });

@@ -1,6 +1,6 @@
 import { createRoute } from '@hono/zod-openapi';
-import { jsonError, ModelNameParams, upstreamErrors, validationError } from '../shared.schemas';
-import { GenerateAnswer, GenerationQuery, streamContent } from './generate.schemas';
+import { jsonError, ModelNameParams, modelNotFound, upstreamErrors, validationError } from '../shared.schemas';
+import { GenerateAnswer, GenerationQuery, STREAM_DOCS_NOTE, streamContent } from './generate.schemas';
 
 export const generateSync = createRoute({
   method: 'get',
@@ -13,8 +13,12 @@ export const generateSync = createRoute({
   request: { params: ModelNameParams, query: GenerationQuery },
   responses: {
     200: { content: { 'application/json': { schema: GenerateAnswer } }, description: 'The answer.' },
-    400: jsonError('Ollama rejected the request (e.g. the model cannot generate).'),
-    404: jsonError('The model is not installed; install it with `POST /install/{model_name}`.'),
+    400: jsonError(
+      'Ollama rejected the request (e.g. the model cannot generate).',
+      'upstream_bad_request',
+      'Ollama rejected the request: "nomic-embed-text" does not support generate',
+    ),
+    404: modelNotFound,
     422: validationError,
     ...upstreamErrors,
   },
@@ -27,7 +31,8 @@ export const generateStream = createRoute({
   tags: ['Generate'],
   summary: 'Stream an answer as it is generated',
   description:
-    'Streams Ollama\'s lines as they are generated. `Accept` picks the format: `application/x-ndjson` (default; Ollama\'s bytes unchanged), `text/event-stream` (one SSE event per line, for `EventSource`) or `text/plain` (bare text deltas, as the original service streamed). Errors before the first byte are JSON with a 4xx/5xx status; after it they travel in-band (an `{"error"}` line, or `event: error`).',
+    'Streams Ollama\'s lines as they are generated. `Accept` picks the format: `application/x-ndjson` (default; Ollama\'s bytes unchanged), `text/event-stream` (one SSE event per line, for `EventSource`) or `text/plain` (bare text deltas, as the original service streamed). Errors before the first byte are JSON with a 4xx/5xx status; after it they travel in-band (an `{"error"}` line, or `event: error`).' +
+    STREAM_DOCS_NOTE,
   request: { params: ModelNameParams, query: GenerationQuery },
   responses: {
     200: { content: streamContent, description: 'The answer, streamed.' },
@@ -35,8 +40,12 @@ export const generateStream = createRoute({
       description:
         'An EventSource reconnecting (it sends `Last-Event-ID`) after its stream ended: there is nothing to resume, and 204 tells it to stop instead of generating the answer again.',
     },
-    400: jsonError('Ollama rejected the request.'),
-    404: jsonError('The model is not installed; install it with `POST /install/{model_name}`.'),
+    400: jsonError(
+      'Ollama rejected the request.',
+      'upstream_bad_request',
+      'Ollama rejected the request: "nomic-embed-text" does not support generate',
+    ),
+    404: modelNotFound,
     422: validationError,
     ...upstreamErrors,
   },

@@ -11,7 +11,7 @@ const integer = (min: number, max: number, description: string, example: number)
     .transform(Number)
     .pipe(z.number().int().min(min).max(max))
     .optional()
-    .openapi({ type: 'integer', minimum: min, maximum: max, description, example });
+    .openapi({ type: 'integer', minimum: min, maximum: max, description, examples: [example] });
 
 const decimal = (min: number, max: number | undefined, description: string, example: number) =>
   z
@@ -20,14 +20,14 @@ const decimal = (min: number, max: number | undefined, description: string, exam
     .transform(Number)
     .pipe(max === undefined ? z.number().min(min) : z.number().min(min).max(max))
     .optional()
-    .openapi({ type: 'number', minimum: min, ...(max === undefined ? {} : { maximum: max }), description, example });
+    .openapi({ type: 'number', minimum: min, ...(max === undefined ? {} : { maximum: max }), description, examples: [example] });
 
 const boolean = (description: string) =>
   z
     .enum(['true', 'false', '1', '0', 'True', 'False'])
     .transform((value) => value === 'true' || value === 'True' || value === '1')
     .optional()
-    .openapi({ type: 'boolean', description, example: true });
+    .openapi({ type: 'boolean', description, examples: [true] });
 
 // Go's time.ParseDuration syntax, which Ollama uses for keep_alive strings: "5m", "1h30m", "-1m".
 const DURATION = /^[+-]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$|^0$/;
@@ -48,7 +48,7 @@ const keepAlive = z
     type: 'string',
     description:
       'How long the model stays loaded after this answer: seconds (`300`; negative keeps it loaded; `0` unloads it right after answering) or a duration (`5m`, `1h30m`). Omitted: Ollama decides (its `OLLAMA_KEEP_ALIVE`, 5 minutes by default).',
-    example: '5m',
+    examples: ['5m'],
   });
 
 const stop = z
@@ -59,7 +59,7 @@ const stop = z
     type: 'array',
     items: { type: 'string' },
     description: 'A stop sequence; repeat the parameter for several (`stop=a&stop=b`).',
-    example: ['\n\n'],
+    examples: [['\n\n']],
   });
 
 /**
@@ -74,7 +74,7 @@ export const GenerationQuery = z.object({
   system_prompt: z
     .string()
     .optional()
-    .openapi({ description: "System prompt; overrides the model's own.", example: 'Answer in one sentence.' }),
+    .openapi({ description: "System prompt; overrides the model's own.", examples: ['Answer in one sentence.'] }),
   keep_alive: keepAlive,
   numa: boolean(
     'Accepted for compatibility with the original API and forwarded, but current Ollama ignores it (removed in Ollama 0.3.4; NUMA is detected automatically).',
@@ -174,7 +174,18 @@ export const StreamLine = z
   });
 
 /** The three streamed media types, chosen by the request's Accept header. */
+/**
+ * The streamed media types. `text/plain` comes first so that /docs (Swagger UI asks for the first
+ * one listed) shows the answer as text rather than failing to parse NDJSON as JSON; clients that
+ * send no `Accept` still get NDJSON.
+ */
 export const streamContent = {
+  'text/plain': {
+    schema: z.string().openapi({
+      description: 'Bare text deltas, as the original streamed them. A failure mid-stream aborts the connection.',
+      example: 'The sky is blue because',
+    }),
+  },
   'application/x-ndjson': {
     schema: StreamLine,
     example: { model: 'llama3.2', created_at: '2026-08-21T08:52:19.385406Z', response: 'The', done: false },
@@ -185,13 +196,11 @@ export const streamContent = {
       example: 'data: {"model":"llama3.2","response":"The","done":false}\n\n',
     }),
   },
-  'text/plain': {
-    schema: z.string().openapi({
-      description: 'Bare text deltas, as the original streamed them. A failure mid-stream aborts the connection.',
-      example: 'The sky is blue because',
-    }),
-  },
 };
+
+/** Said on every streamed operation: /docs shows a stream only once it has ended. */
+export const STREAM_DOCS_NOTE =
+  "\n\n**In /docs** the answer appears only once the stream has ended (as `text/plain`, the first media type; pick another under *Responses*). To watch it arrive token by token: `curl -N 'http://127.0.0.1:8000/stream/llama3.2?message=Why%20is%20the%20sky%20blue%3F'`.";
 
 /** The query parameters the generation routes read; others are accepted but ignored (see warnUnknownQuery). */
 export const GENERATION_PARAMS: ReadonlySet<string> = new Set(Object.keys(GenerationQuery.shape));

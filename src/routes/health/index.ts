@@ -4,7 +4,7 @@ import type { AppRouter } from '../../lib/router';
 import { anyKey } from '../../middleware/auth';
 import { readUpstreamError } from '../../ollama/client';
 import type { Deps } from '../../ollama/generate';
-import { ErrorSchema } from '../shared.schemas';
+import { jsonError } from '../shared.schemas';
 
 const Health = z.object({ status: z.literal('ok') }).openapi('Health');
 const Ready = z
@@ -37,10 +37,11 @@ const ready = createRoute({
   summary: 'Readiness: Ollama answers, with its version',
   responses: {
     200: { content: { 'application/json': { schema: Ready } }, description: 'Ollama is reachable.' },
-    503: {
-      content: { 'application/json': { schema: ErrorSchema } },
-      description: 'Ollama is not reachable or not healthy, or Minato is shutting down.',
-    },
+    503: jsonError(
+      'Ollama is not reachable or not healthy, or Minato is shutting down.',
+      'not_ready',
+      'Ollama at http://127.0.0.1:11434 is not ready: Unable to connect. Check that Ollama is running and that OLLAMA_HOST points at it.',
+    ),
   },
 });
 

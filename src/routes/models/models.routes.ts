@@ -31,4 +31,5 @@ const definition = {
 
 export const modelsList = createRoute({ ...definition, path: '/models_list/', operationId: 'listModels' });
 /** The original's clients call it both ways; without the slash it was captured by `GET /{model_name}`. */
-export const modelsListNoSlash = createRoute({ ...definition, path: '/models_list', operationId: 'listModelsNoSlash' });
+// Served, but listed once in the document (and in /docs): the trailing-slash form is the original's.
+export const modelsListNoSlash = createRoute({ ...definition, path: '/models_list', operationId: 'listModelsNoSlash', hide: true });

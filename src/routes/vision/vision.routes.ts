@@ -1,6 +1,6 @@
 import { createRoute } from '@hono/zod-openapi';
-import { GenerateAnswer, GenerationQuery, streamContent } from '../generate/generate.schemas';
-import { jsonError, ModelNameParams, upstreamErrors, validationError } from '../shared.schemas';
+import { GenerateAnswer, GenerationQuery, STREAM_DOCS_NOTE, streamContent } from '../generate/generate.schemas';
+import { jsonError, ModelNameParams, modelNotFound, upstreamErrors, validationError } from '../shared.schemas';
 
 /** FastAPI's name for the original's multipart form, kept so generated clients keep their type names. */
 export const MULTIPART_BODY_NAME = 'Body_answer_on_multimodal_query_vision__model_name__post';
@@ -51,11 +51,27 @@ const visionRequest = {
 };
 
 const visionErrors = {
-  400: jsonError('The model cannot read images (no `vision` capability), or the body is malformed.'),
-  404: jsonError('The model is not installed; install it with `POST /install/{model_name}`.'),
-  408: jsonError('The upload took longer than MINATO_BODY_TIMEOUT.'),
-  413: jsonError('Too many images, an image over the size limit, or a body over the total limit.'),
-  415: jsonError('The body is neither multipart/form-data nor JSON, or a file is not a PNG, JPEG, GIF, WebP or BMP image.'),
+  400: jsonError(
+    'The model cannot read images (no `vision` capability), or the body is malformed.',
+    'model_without_vision',
+    'Model \'llama3.2\' cannot read images: Ollama lists its capabilities as [completion, tools], without "vision". Use a vision model (e.g. llava, gemma3, qwen2.5vl).',
+  ),
+  404: modelNotFound,
+  408: jsonError(
+    'The upload took longer than MINATO_BODY_TIMEOUT.',
+    'body_timeout',
+    'The upload took longer than 60 s (MINATO_BODY_TIMEOUT).',
+  ),
+  413: jsonError(
+    'Too many images, an image over the size limit, or a body over the total limit.',
+    'image_too_large',
+    'images[0] is larger than 20971520 bytes (MINATO_MAX_IMAGE_BYTES).',
+  ),
+  415: jsonError(
+    'The body is neither multipart/form-data nor JSON, or a file is not a PNG, JPEG, GIF, WebP or BMP image.',
+    'unsupported_image',
+    'images[0] is not a complete PNG, JPEG, GIF, WebP or BMP image header (checked from its bytes, not its declared type).',
+  ),
   422: validationError,
   ...upstreamErrors,
 };
@@ -81,7 +97,7 @@ export const visionStream = createRoute({
   operationId: 'streamAnswerOnMultimodalQuery',
   tags: ['Vision'],
   summary: 'Stream an answer about images',
-  description: 'As `POST /vision/{model_name}`, streamed with the same `Accept` negotiation as `GET /stream/{model_name}`.',
+  description: `As \`POST /vision/{model_name}\`, streamed with the same \`Accept\` negotiation as \`GET /stream/{model_name}\`.${STREAM_DOCS_NOTE}`,
   request: visionRequest,
   responses: {
     200: { content: streamContent, description: 'The answer, streamed.' },
