@@ -47,7 +47,10 @@ export async function answerSync(deps: Deps, body: GenerateBody, signal: AbortSi
   });
   if (!final) throw new ApiError(502, 'Ollama closed the connection before the answer was complete. Retry the request.', 'upstream_error');
   deps.metrics?.generation(body.model, final.eval_count, final.eval_duration);
-  return { ...final, response: text, ...(thinking !== '' && { thinking }) };
+  // `context` (the prompt's and answer's token ids) is left out: Ollama has deprecated it, no route
+  // of Minato takes it back, and it can be thousands of numbers. Streams relay Ollama's bytes as they are.
+  const { context: _context, ...statistics } = final;
+  return { ...statistics, response: text, ...(thinking !== '' && { thinking }) };
 }
 
 /** The streamed answer: Ollama's lines relayed as they come, in the negotiated format. */

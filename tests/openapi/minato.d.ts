@@ -329,8 +329,6 @@ export interface components {
             response: string;
             /** @description A thinking model's reasoning, when it has any. */
             thinking?: string;
-            /** @description Tokens of prompt and answer (Ollama includes them). */
-            context?: number[];
             /** @example true */
             done: boolean;
             /**

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import createClient from 'openapi-fetch';
-import { type Harness, startHarness } from '../helpers';
+import { type Harness, startHarness, TINY_PNG } from '../helpers';
 import { generateTypes, openApiDocument, TYPES_FILE } from './generate-types';
 import type { paths } from './minato';
 
@@ -101,5 +101,29 @@ describe('a client typed from the document (openapi-typescript + openapi-fetch)'
 
     const ready = await client.GET('/ready');
     expect(ready.data?.ollama?.version).toBe('0.33.0-rc2');
+  });
+
+  // The two calls the README shows for openapi-fetch beyond plain JSON.
+  test('a stream with parseAs: "stream", read chunk by chunk', async () => {
+    const client = createClient<paths>({ baseUrl: h.url });
+    const { data: stream, response } = await client.GET('/stream/{model_name}', {
+      params: { path: { model_name: 'llama3.2' }, query: { message: 'hi' } },
+      parseAs: 'stream',
+    });
+    expect(response.headers.get('content-type')).toBe('application/x-ndjson');
+    const lines: string[] = [];
+    for await (const text of stream!.pipeThrough(new TextDecoderStream())) lines.push(...text.split('\n').filter(Boolean));
+    expect(lines.map((line) => JSON.parse(line).response).join('')).toBe('The sky is blue.');
+  });
+
+  test('a multipart vision body from FormData, with the one cast the generated types need', async () => {
+    const client = createClient<paths>({ baseUrl: h.url });
+    const form = new FormData();
+    form.append('images', new Blob([TINY_PNG]), 'cat.png');
+    const { data } = await client.POST('/vision/{model_name}', {
+      params: { path: { model_name: 'llava' }, query: { message: 'What is this?' } },
+      body: form as unknown as { images: string[] }, // the document types a file as a string
+    });
+    expect(data?.response).toBe('A cat.');
   });
 });

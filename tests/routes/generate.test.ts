@@ -397,3 +397,20 @@ describe('cancellation', () => {
     await sleep(0);
   });
 });
+
+describe('the whole answer', () => {
+  test("leaves out Ollama's deprecated `context` token array (no route takes it back)", async () => {
+    const h = startHarness();
+    try {
+      const body = await json(await fetch(`${h.url}/llama3.2?message=hi`));
+      expect(body.response).toBe('The sky is blue.');
+      expect(body.done_reason).toBe('stop');
+      expect(body).not.toHaveProperty('context');
+      // A stream relays Ollama's bytes unchanged, its final line included.
+      const streamed = await (await fetch(`${h.url}/stream/llama3.2?message=hi`)).text();
+      expect(streamed).toContain('"context":[');
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -153,7 +153,6 @@ export const GenerateAnswer = z
     created_at: z.string().openapi({ example: '2026-08-21T19:22:45.499127Z' }),
     response: z.string().openapi({ description: 'The answer text.', example: 'The sky is blue because of Rayleigh scattering.' }),
     thinking: z.string().optional().openapi({ description: "A thinking model's reasoning, when it has any." }),
-    context: z.array(z.number().int()).optional().openapi({ description: 'Tokens of prompt and answer (Ollama includes them).' }),
     ...statistics,
   })
   .openapi('GenerateAnswer');
