@@ -15,10 +15,13 @@ const commands = [...README.matchAll(/```sh\n([\s\S]*?)```/g)]
 const USER_KEY = 'readme-key-0123456789abc';
 const ADMIN_KEY = 'readme-admin-0123456789abc';
 let h: Harness;
+/** The same sidecar without keys, as the quick start runs it: commands that send no key run here. */
+let keyless: Harness;
 let dir: string;
 beforeAll(async () => {
   // With keys on: the examples send them ($MINATO_KEY, $MINATO_ADMIN_KEY), and must work so.
   h = startHarness({ MINATO_API_KEYS: `${USER_KEY} id=readme, ${ADMIN_KEY} admin id=readme-admin` });
+  keyless = startHarness();
   h.ollama.registry.set('llama3.2', { layers: 2 });
   h.ollama.registry.set('llama3.2:3b', { layers: 2 });
   dir = mkdtempSync(`${tmpdir()}/minato-readme-`);
@@ -27,6 +30,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await h.close();
+  await keyless.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -51,7 +55,8 @@ describe('README curl examples', () => {
   test('each one succeeds as written', async () => {
     expect(commands.length).toBeGreaterThan(10);
     for (const command of commands) {
-      const runnable = command.replace(/^curl /, 'curl --fail-with-body -sS -m 20 ').replaceAll('http://127.0.0.1:8000', h.url);
+      const target = /MINATO_(ADMIN_)?KEY/.test(command) ? h : keyless;
+      const runnable = command.replace(/^curl /, 'curl --fail-with-body -sS -m 20 ').replaceAll('http://127.0.0.1:8000', target.url);
       const child = Bun.spawn(['bash', '-c', runnable], {
         cwd: dir,
         env: { ...process.env, MINATO_KEY: USER_KEY, MINATO_ADMIN_KEY: ADMIN_KEY },
