@@ -882,33 +882,33 @@ export interface operations {
             query: {
                 /** @description The prompt. An empty message loads the model without generating (the way to warm it up). */
                 message: string;
-                /** @description System prompt; overrides the model's own. */
+                /** @description System prompt; overrides the model's own. Example: `Answer in one sentence.`. */
                 system_prompt?: string;
                 /** @description How long the model stays loaded after this answer: seconds (`300`; negative keeps it loaded; `0` unloads it right after answering) or a duration (`5m`, `1h30m`). Omitted: Ollama decides (its `OLLAMA_KEEP_ALIVE`, 5 minutes by default). */
                 keep_alive?: string;
                 /** @description Accepted for compatibility with the original API and forwarded, but current Ollama ignores it (removed in Ollama 0.3.4; NUMA is detected automatically). */
                 numa?: boolean;
-                /** @description Context window in tokens. Omitted: Ollama picks one from the model and the GPU. Changing it reloads the model. */
+                /** @description Context window in tokens. Omitted: Ollama picks one from the model and the GPU. Changing it reloads the model. Example: `8192`. */
                 num_ctx?: number;
-                /** @description Tokens of the prompt kept when the context is shifted (-1: all). */
+                /** @description Tokens of the prompt kept when the context is shifted (-1: all). Example: `4`. */
                 num_keep?: number;
-                /** @description Prompt-processing batch size. Omitted: Ollama's default (512). Changing it reloads the model. */
+                /** @description Prompt-processing batch size. Omitted: Ollama's default (512). Changing it reloads the model. Example: `512`. */
                 num_batch?: number;
                 /** @description Accepted for compatibility with the original API and forwarded, but current Ollama ignores it (removed in Ollama 0.7.0). */
                 low_vram?: boolean;
-                /** @description Random seed; the same seed and prompt give the same answer. Omitted: random. */
+                /** @description Random seed; the same seed and prompt give the same answer. Omitted: random. Example: `21`. */
                 seed?: number;
-                /** @description Sampling temperature from 0 (deterministic) to 1; fractions allowed. */
+                /** @description Sampling temperature from 0 (deterministic) to 1; fractions allowed. Example: `0.7`. */
                 temperature?: number;
-                /** @description Most tokens to generate (-1: until a stop, -2: until the context is full). */
+                /** @description Most tokens to generate (-1: until a stop, -2: until the context is full). Example: `256`. */
                 num_predict?: number;
-                /** @description Sample only from the k most likely tokens. */
+                /** @description Sample only from the k most likely tokens. Example: `40`. */
                 top_k?: number;
-                /** @description Nucleus sampling: sample from the smallest set of tokens whose probabilities add up to p. */
+                /** @description Nucleus sampling: sample from the smallest set of tokens whose probabilities add up to p. Example: `0.9`. */
                 top_p?: number;
-                /** @description Drop tokens less likely than min_p times the most likely one. */
+                /** @description Drop tokens less likely than min_p times the most likely one. Example: `0.05`. */
                 min_p?: number;
-                /** @description Penalty for repeated tokens (1: none). */
+                /** @description Penalty for repeated tokens (1: none). Example: `1.1`. */
                 repeat_penalty?: number;
                 /** @description A stop sequence; repeat the parameter for several (`stop=a&stop=b`). */
                 stop?: string[];
@@ -1158,33 +1158,33 @@ export interface operations {
             query: {
                 /** @description The prompt. An empty message loads the model without generating (the way to warm it up). */
                 message: string;
-                /** @description System prompt; overrides the model's own. */
+                /** @description System prompt; overrides the model's own. Example: `Answer in one sentence.`. */
                 system_prompt?: string;
                 /** @description How long the model stays loaded after this answer: seconds (`300`; negative keeps it loaded; `0` unloads it right after answering) or a duration (`5m`, `1h30m`). Omitted: Ollama decides (its `OLLAMA_KEEP_ALIVE`, 5 minutes by default). */
                 keep_alive?: string;
                 /** @description Accepted for compatibility with the original API and forwarded, but current Ollama ignores it (removed in Ollama 0.3.4; NUMA is detected automatically). */
                 numa?: boolean;
-                /** @description Context window in tokens. Omitted: Ollama picks one from the model and the GPU. Changing it reloads the model. */
+                /** @description Context window in tokens. Omitted: Ollama picks one from the model and the GPU. Changing it reloads the model. Example: `8192`. */
                 num_ctx?: number;
-                /** @description Tokens of the prompt kept when the context is shifted (-1: all). */
+                /** @description Tokens of the prompt kept when the context is shifted (-1: all). Example: `4`. */
                 num_keep?: number;
-                /** @description Prompt-processing batch size. Omitted: Ollama's default (512). Changing it reloads the model. */
+                /** @description Prompt-processing batch size. Omitted: Ollama's default (512). Changing it reloads the model. Example: `512`. */
                 num_batch?: number;
                 /** @description Accepted for compatibility with the original API and forwarded, but current Ollama ignores it (removed in Ollama 0.7.0). */
                 low_vram?: boolean;
-                /** @description Random seed; the same seed and prompt give the same answer. Omitted: random. */
+                /** @description Random seed; the same seed and prompt give the same answer. Omitted: random. Example: `21`. */
                 seed?: number;
-                /** @description Sampling temperature from 0 (deterministic) to 1; fractions allowed. */
+                /** @description Sampling temperature from 0 (deterministic) to 1; fractions allowed. Example: `0.7`. */
                 temperature?: number;
-                /** @description Most tokens to generate (-1: until a stop, -2: until the context is full). */
+                /** @description Most tokens to generate (-1: until a stop, -2: until the context is full). Example: `256`. */
                 num_predict?: number;
-                /** @description Sample only from the k most likely tokens. */
+                /** @description Sample only from the k most likely tokens. Example: `40`. */
                 top_k?: number;
-                /** @description Nucleus sampling: sample from the smallest set of tokens whose probabilities add up to p. */
+                /** @description Nucleus sampling: sample from the smallest set of tokens whose probabilities add up to p. Example: `0.9`. */
                 top_p?: number;
-                /** @description Drop tokens less likely than min_p times the most likely one. */
+                /** @description Drop tokens less likely than min_p times the most likely one. Example: `0.05`. */
                 min_p?: number;
-                /** @description Penalty for repeated tokens (1: none). */
+                /** @description Penalty for repeated tokens (1: none). Example: `1.1`. */
                 repeat_penalty?: number;
                 /** @description A stop sequence; repeat the parameter for several (`stop=a&stop=b`). */
                 stop?: string[];
@@ -1424,33 +1424,33 @@ export interface operations {
             query: {
                 /** @description The prompt. An empty message loads the model without generating (the way to warm it up). */
                 message: string;
-                /** @description System prompt; overrides the model's own. */
+                /** @description System prompt; overrides the model's own. Example: `Answer in one sentence.`. */
                 system_prompt?: string;
                 /** @description How long the model stays loaded after this answer: seconds (`300`; negative keeps it loaded; `0` unloads it right after answering) or a duration (`5m`, `1h30m`). Omitted: Ollama decides (its `OLLAMA_KEEP_ALIVE`, 5 minutes by default). */
                 keep_alive?: string;
                 /** @description Accepted for compatibility with the original API and forwarded, but current Ollama ignores it (removed in Ollama 0.3.4; NUMA is detected automatically). */
                 numa?: boolean;
-                /** @description Context window in tokens. Omitted: Ollama picks one from the model and the GPU. Changing it reloads the model. */
+                /** @description Context window in tokens. Omitted: Ollama picks one from the model and the GPU. Changing it reloads the model. Example: `8192`. */
                 num_ctx?: number;
-                /** @description Tokens of the prompt kept when the context is shifted (-1: all). */
+                /** @description Tokens of the prompt kept when the context is shifted (-1: all). Example: `4`. */
                 num_keep?: number;
-                /** @description Prompt-processing batch size. Omitted: Ollama's default (512). Changing it reloads the model. */
+                /** @description Prompt-processing batch size. Omitted: Ollama's default (512). Changing it reloads the model. Example: `512`. */
                 num_batch?: number;
                 /** @description Accepted for compatibility with the original API and forwarded, but current Ollama ignores it (removed in Ollama 0.7.0). */
                 low_vram?: boolean;
-                /** @description Random seed; the same seed and prompt give the same answer. Omitted: random. */
+                /** @description Random seed; the same seed and prompt give the same answer. Omitted: random. Example: `21`. */
                 seed?: number;
-                /** @description Sampling temperature from 0 (deterministic) to 1; fractions allowed. */
+                /** @description Sampling temperature from 0 (deterministic) to 1; fractions allowed. Example: `0.7`. */
                 temperature?: number;
-                /** @description Most tokens to generate (-1: until a stop, -2: until the context is full). */
+                /** @description Most tokens to generate (-1: until a stop, -2: until the context is full). Example: `256`. */
                 num_predict?: number;
-                /** @description Sample only from the k most likely tokens. */
+                /** @description Sample only from the k most likely tokens. Example: `40`. */
                 top_k?: number;
-                /** @description Nucleus sampling: sample from the smallest set of tokens whose probabilities add up to p. */
+                /** @description Nucleus sampling: sample from the smallest set of tokens whose probabilities add up to p. Example: `0.9`. */
                 top_p?: number;
-                /** @description Drop tokens less likely than min_p times the most likely one. */
+                /** @description Drop tokens less likely than min_p times the most likely one. Example: `0.05`. */
                 min_p?: number;
-                /** @description Penalty for repeated tokens (1: none). */
+                /** @description Penalty for repeated tokens (1: none). Example: `1.1`. */
                 repeat_penalty?: number;
                 /** @description A stop sequence; repeat the parameter for several (`stop=a&stop=b`). */
                 stop?: string[];
@@ -1656,33 +1656,33 @@ export interface operations {
             query: {
                 /** @description The prompt. An empty message loads the model without generating (the way to warm it up). */
                 message: string;
-                /** @description System prompt; overrides the model's own. */
+                /** @description System prompt; overrides the model's own. Example: `Answer in one sentence.`. */
                 system_prompt?: string;
                 /** @description How long the model stays loaded after this answer: seconds (`300`; negative keeps it loaded; `0` unloads it right after answering) or a duration (`5m`, `1h30m`). Omitted: Ollama decides (its `OLLAMA_KEEP_ALIVE`, 5 minutes by default). */
                 keep_alive?: string;
                 /** @description Accepted for compatibility with the original API and forwarded, but current Ollama ignores it (removed in Ollama 0.3.4; NUMA is detected automatically). */
                 numa?: boolean;
-                /** @description Context window in tokens. Omitted: Ollama picks one from the model and the GPU. Changing it reloads the model. */
+                /** @description Context window in tokens. Omitted: Ollama picks one from the model and the GPU. Changing it reloads the model. Example: `8192`. */
                 num_ctx?: number;
-                /** @description Tokens of the prompt kept when the context is shifted (-1: all). */
+                /** @description Tokens of the prompt kept when the context is shifted (-1: all). Example: `4`. */
                 num_keep?: number;
-                /** @description Prompt-processing batch size. Omitted: Ollama's default (512). Changing it reloads the model. */
+                /** @description Prompt-processing batch size. Omitted: Ollama's default (512). Changing it reloads the model. Example: `512`. */
                 num_batch?: number;
                 /** @description Accepted for compatibility with the original API and forwarded, but current Ollama ignores it (removed in Ollama 0.7.0). */
                 low_vram?: boolean;
-                /** @description Random seed; the same seed and prompt give the same answer. Omitted: random. */
+                /** @description Random seed; the same seed and prompt give the same answer. Omitted: random. Example: `21`. */
                 seed?: number;
-                /** @description Sampling temperature from 0 (deterministic) to 1; fractions allowed. */
+                /** @description Sampling temperature from 0 (deterministic) to 1; fractions allowed. Example: `0.7`. */
                 temperature?: number;
-                /** @description Most tokens to generate (-1: until a stop, -2: until the context is full). */
+                /** @description Most tokens to generate (-1: until a stop, -2: until the context is full). Example: `256`. */
                 num_predict?: number;
-                /** @description Sample only from the k most likely tokens. */
+                /** @description Sample only from the k most likely tokens. Example: `40`. */
                 top_k?: number;
-                /** @description Nucleus sampling: sample from the smallest set of tokens whose probabilities add up to p. */
+                /** @description Nucleus sampling: sample from the smallest set of tokens whose probabilities add up to p. Example: `0.9`. */
                 top_p?: number;
-                /** @description Drop tokens less likely than min_p times the most likely one. */
+                /** @description Drop tokens less likely than min_p times the most likely one. Example: `0.05`. */
                 min_p?: number;
-                /** @description Penalty for repeated tokens (1: none). */
+                /** @description Penalty for repeated tokens (1: none). Example: `1.1`. */
                 repeat_penalty?: number;
                 /** @description A stop sequence; repeat the parameter for several (`stop=a&stop=b`). */
                 stop?: string[];

@@ -4,6 +4,12 @@ import type { ImageSource } from '../../lib/images';
 // Query strings carry text; these turn it into real types with honest errors. No coercion of
 // '' to 0 or of 'yes' to true: a value that is not clearly of the type is a 422.
 
+/**
+ * Examples of optional parameters go in `examples` and the description, never `example`: Swagger
+ * UI copies an `example` into "Try it out", which would send settings the user never chose.
+ */
+const withExample = (description: string, example: unknown) => `${description} Example: \`${String(example)}\`.`;
+
 const integer = (min: number, max: number, description: string, example: number) =>
   z
     .string()
@@ -11,7 +17,7 @@ const integer = (min: number, max: number, description: string, example: number)
     .transform(Number)
     .pipe(z.number().int().min(min).max(max))
     .optional()
-    .openapi({ type: 'integer', minimum: min, maximum: max, description, examples: [example] });
+    .openapi({ type: 'integer', minimum: min, maximum: max, description: withExample(description, example), examples: [example] });
 
 const decimal = (min: number, max: number | undefined, description: string, example: number) =>
   z
@@ -20,7 +26,13 @@ const decimal = (min: number, max: number | undefined, description: string, exam
     .transform(Number)
     .pipe(max === undefined ? z.number().min(min) : z.number().min(min).max(max))
     .optional()
-    .openapi({ type: 'number', minimum: min, ...(max === undefined ? {} : { maximum: max }), description, examples: [example] });
+    .openapi({
+      type: 'number',
+      minimum: min,
+      ...(max === undefined ? {} : { maximum: max }),
+      description: withExample(description, example),
+      examples: [example],
+    });
 
 const boolean = (description: string) =>
   z
@@ -74,7 +86,10 @@ export const GenerationQuery = z.object({
   system_prompt: z
     .string()
     .optional()
-    .openapi({ description: "System prompt; overrides the model's own.", examples: ['Answer in one sentence.'] }),
+    .openapi({
+      description: withExample("System prompt; overrides the model's own.", 'Answer in one sentence.'),
+      examples: ['Answer in one sentence.'],
+    }),
   keep_alive: keepAlive,
   numa: boolean(
     'Accepted for compatibility with the original API and forwarded, but current Ollama ignores it (removed in Ollama 0.3.4; NUMA is detected automatically).',
