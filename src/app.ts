@@ -1,35 +1,22 @@
 import { HTTPException } from 'hono/http-exception';
-import type { Config } from './config';
-import { ApiError, ClientGoneError, errorBody } from './lib/errors';
-import { RESERVED_FIRST_SEGMENTS } from './lib/model-name';
-import { createMetrics, type Metrics } from './lib/metrics';
-import { type AppRouter, createRouter } from './lib/router';
-import { createAdmission } from './lib/admission';
-import { createLifecycle, type Lifecycle } from './lib/lifecycle';
-import { createRateLimiter } from './lib/rate-limit';
+import { ApiError, ClientGoneError, errorBody } from './http/errors';
+import { RESERVED_FIRST_SEGMENTS } from './http/model-name';
+import { createMetrics } from './observability/metrics';
+import { type AppRouter, createRouter } from './http/router';
+import { createAdmission } from './admission/queue';
+import { createLifecycle } from './lifecycle';
+import { createRateLimiter } from './security/rate-limit';
 import { authenticate } from './middleware/auth';
 import { corsFor } from './middleware/cors';
-import { hostGuard } from './middleware/host-guard';
+import { hostGuard } from './security/host-guard';
 import { requestLimits } from './middleware/limits';
-import { type RequestLog, requestContext } from './middleware/request-context';
-import { createCapabilityLookup } from './ollama/capabilities';
-import { createOllamaClient, type OllamaClient } from './ollama/client';
-import { registerDocsRoutes } from './routes/docs';
-import { registerGenerateRoutes } from './routes/generate';
-import { registerHealthRoutes } from './routes/health';
-import { registerInstallRoutes } from './routes/install';
-import { registerMetrics } from './routes/metrics';
-import { registerModelsRoutes } from './routes/models';
-import { registerVisionRoutes } from './routes/vision';
+import { requestContext } from './middleware/request-context';
+import { createOllamaClient } from './ollama/client';
 
-export type AppDependencies = {
-  config: Config;
-  ollama?: OllamaClient;
-  metrics?: Metrics;
-  lifecycle?: Lifecycle;
-  /** Where the request log goes; stdout when MINATO_LOG_REQUESTS is on. */
-  log?: RequestLog;
-};
+import type { AppDependencies } from './deps';
+import { mountRoutes } from './routes';
+
+export type { AppDependencies } from './deps';
 
 /** Route patterns by method, for telling a wrong method (405) from an unknown path (404). */
 function routeTable(app: AppRouter): { method: string; path: string; pattern: RegExp }[] {
@@ -70,24 +57,12 @@ export function createApp({
   if (metrics) {
     metrics.gauge('minato_queue_waiting', "Generations waiting in Minato's queue for a slot.", () => admission.queued);
     metrics.gauge('minato_generations_running', 'Generations holding a slot (sent to Ollama).', () => admission.running);
-    registerMetrics(app, config, metrics);
   }
-  // Fixed paths first: `GET /{model_name}` would otherwise capture them.
-  registerDocsRoutes(app);
-  registerHealthRoutes(app, deps, lifecycle);
-  registerModelsRoutes(app, deps);
-  registerInstallRoutes(app, deps);
-  registerVisionRoutes(app, deps, createCapabilityLookup(ollama, config));
-  app.use('/:model_name', async (c, next) => {
-    // `GET /api`, `GET /v1`, …: reserved names are routes (or kept for later), never models.
-    if (c.req.method === 'GET' && RESERVED_FIRST_SEGMENTS.has(c.req.param('model_name'))) return notFound(c.req.path);
-    await next();
-  });
-  registerGenerateRoutes(app, deps);
-
-  const routes = routeTable(app);
+  mountRoutes(app, { ...deps, lifecycle });
   const notFound = (path: string) =>
     Response.json({ detail: `No route ${path}. The API reference is at /docs.`, code: 'not_found' }, { status: 404 });
+
+  const routes = routeTable(app);
 
   app.notFound((c) => {
     // A reserved first segment (`/api`, `/v1`, …) is never the model of `GET /{model_name}`.

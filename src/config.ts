@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { type ApiKey, parseKeys } from './lib/api-keys';
+import { type ApiKey, parseKeys } from './security/api-keys';
 
 const list = (value: string) =>
   value

@@ -1,6 +1,7 @@
-import { type AppDependencies, createApp } from './app';
-import { maxVisionBodyBytes } from './lib/images';
-import { createLifecycle, type Lifecycle } from './lib/lifecycle';
+import { createApp } from './app';
+import type { AppDependencies } from './deps';
+import { maxVisionBodyBytes } from './uploads/images';
+import { createLifecycle, type Lifecycle } from './lifecycle';
 
 /** Serves the app with Bun the way `bun run start` does; tests start it the same way on port 0. */
 export function startServer(dependencies: AppDependencies, overrides: { port?: number; hostname?: string } = {}) {

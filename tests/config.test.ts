@@ -75,7 +75,8 @@ describe('the start command (bun run start)', () => {
     });
     try {
       let ready: Response | undefined;
-      for (let attempt = 0; attempt < 50 && !ready; attempt++) {
+      // Up to 15 s: the machine may be busy with other test processes.
+      for (let attempt = 0; attempt < 150 && !ready; attempt++) {
         ready = await fetch(`http://127.0.0.1:${port}/ready`).catch(() => undefined);
         if (!ready) await Bun.sleep(100);
       }

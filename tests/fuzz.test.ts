@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
-import { GenerationQuery } from '../src/routes/generate/generate.schemas';
+import { GenerationQuery } from '../src/routes/minato/generate/generate.schemas';
 import { type Harness, startHarness } from './helpers';
 
 // Property: whatever a client sends, the answer is never a 5xx (Ollama is up and healthy here),

@@ -2,11 +2,11 @@ import type { RouteConfig } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import { type Config, isLoopback } from '../config';
-import { allows, findKey, presentedKey, type Scope } from '../lib/api-keys';
-import { ApiError } from '../lib/errors';
-import { createRateLimiter, type RateLimiter } from '../lib/rate-limit';
-import type { AppEnv } from '../lib/router';
-import { jsonError as authErrorResponse } from '../routes/shared.schemas';
+import { allows, findKey, presentedKey, type Scope } from '../security/api-keys';
+import { ApiError } from '../http/errors';
+import { createRateLimiter, type RateLimiter } from '../security/rate-limit';
+import type { AppEnv } from '../http/router';
+import { jsonError as authErrorResponse } from '../openapi/schemas';
 
 /** The two ways to send a key, as declared in the OpenAPI document (so /docs can send one). */
 export const SECURITY_SCHEMES = {

@@ -1,9 +1,9 @@
 import { createMiddleware } from 'hono/factory';
 import type { Config } from '../config';
-import { ApiError } from '../lib/errors';
-import { readBodyChunks } from '../lib/images';
-import type { Lifecycle } from '../lib/lifecycle';
-import { type AppEnv, hasParsedHost } from '../lib/router';
+import { ApiError } from '../http/errors';
+import { readBodyChunks } from '../uploads/images';
+import type { Lifecycle } from '../lifecycle';
+import { type AppEnv, hasParsedHost } from '../http/router';
 
 /** Routes whose bodies are image uploads, bounded by MINATO_MAX_IMAGES × MINATO_MAX_IMAGE_BYTES instead. */
 const IMAGE_ROUTES = /^\/(stream\/)?vision\//;

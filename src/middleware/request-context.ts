@@ -1,9 +1,9 @@
 import { createMiddleware } from 'hono/factory';
-import type { Lifecycle } from '../lib/lifecycle';
-import type { Metrics, StreamEnd } from '../lib/metrics';
-import { attachRecord, type RequestRecord } from '../lib/request-record';
-import { type AppEnv, requestPath } from '../lib/router';
-import { routeLabel } from '../routes/metrics';
+import type { Lifecycle } from '../lifecycle';
+import type { Metrics, StreamEnd } from '../observability/metrics';
+import { attachRecord, type RequestRecord } from '../observability/request-record';
+import { type AppEnv, requestPath } from '../http/router';
+import { routeLabel } from '../observability/route-label';
 
 /** A client's own request id is kept when it is a plain token; anything else (CR/LF, quotes, 200 characters) is replaced. */
 const CLIENT_REQUEST_ID = /^[\w.:@/+=-]{1,128}$/;

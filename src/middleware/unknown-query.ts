@@ -1,5 +1,5 @@
 import { createMiddleware } from 'hono/factory';
-import type { AppEnv } from '../lib/router';
+import type { AppEnv } from '../http/router';
 
 /**
  * Query parameters a route does not know are accepted, as the original service accepted them and

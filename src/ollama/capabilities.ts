@@ -1,5 +1,5 @@
 import type { Config } from '../config';
-import { ApiError } from '../lib/errors';
+import { ApiError } from '../http/errors';
 import { type OllamaClient, upstreamError } from './client';
 
 export type CapabilityLookup = (model: string, signal: AbortSignal) => Promise<string[]>;

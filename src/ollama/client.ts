@@ -1,7 +1,7 @@
 import { createConnection } from 'node:net';
-import { ApiError, ClientGoneError, networkErrorText } from '../lib/errors';
-import { parseObject } from '../lib/ndjson';
-import { noteUpstreamStatus } from '../lib/request-record';
+import { ApiError, ClientGoneError, networkErrorText } from '../http/errors';
+import { parseObject } from '../streaming/ndjson';
+import { noteUpstreamStatus } from '../observability/request-record';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 

@@ -1,11 +1,10 @@
-import { ApiError } from '../lib/errors';
-import { type ImageSource, imagesJsonBody } from '../lib/images';
-import type { StreamObserver } from '../lib/metrics';
-import type { StreamFormat } from '../lib/ndjson';
+import { ApiError } from '../http/errors';
+import { type ImageSource, imagesJsonBody } from '../uploads/images';
+import type { StreamObserver } from '../observability/metrics';
+import type { StreamFormat } from '../streaming/ndjson';
 import { type UpstreamCall, upstreamError } from './client';
-import { answerIdle, consumeNdjson, type Deps, streamResponse } from './relay';
-
-export type { Deps } from './relay';
+import type { Deps } from '../deps';
+import { answerIdle, consumeNdjson, streamResponse } from '../streaming/relay';
 
 type GenerateBody = { model: string; stream: boolean; images?: ImageSource[] } & Record<string, unknown>;
 

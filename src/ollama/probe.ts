@@ -1,5 +1,5 @@
-import { networkErrorText } from '../lib/errors';
-import { parseObject } from '../lib/ndjson';
+import { networkErrorText } from '../http/errors';
+import { parseObject } from '../streaming/ndjson';
 
 export type ProbeResult = { level: 'info' | 'warn'; url: string; version?: string; problem?: string };
 

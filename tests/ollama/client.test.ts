@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { type AddressInfo, createServer } from 'node:net';
-import { ApiError } from '../../src/lib/errors';
+import { ApiError } from '../../src/http/errors';
 import { createOllamaClient, type FetchLike } from '../../src/ollama/client';
 
 /** A fetch that never gets an answer, as when packets to Ollama's host are silently dropped. */

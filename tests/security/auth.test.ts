@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { sha256 } from '../../src/lib/api-keys';
+import { sha256 } from '../../src/security/api-keys';
 import { type Harness, json, startHarness } from '../helpers';
 
 // Keys of every kind: an ordinary one, an admin, a scrape-only one, and one stored as a hash.

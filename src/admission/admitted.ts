@@ -1,0 +1,211 @@
+import type { Context } from 'hono';
+import { isTicket, type Slot, type Ticket } from './queue';
+import { ApiError, ClientGoneError } from '../http/errors';
+import type { StreamObserver } from '../observability/metrics';
+import { inBandError, STREAM_CONTENT_TYPES, STREAM_HEADERS, type StreamFormat } from '../streaming/ndjson';
+import { isLoopback } from '../config';
+import { resolvedModelName } from '../http/model-name';
+import type { AppEnv } from '../http/router';
+import type { Deps } from '../deps';
+
+/**
+ * Generations pass through Minato's admission control (src/admission/queue.ts) before they reach
+ * Ollama. Every answer says where it stood: `X-Queue-Position` (its place on arrival, 0 when it
+ * started at once) and `Server-Timing: queue;dur=<ms>`. An SSE client that has to wait gets its
+ * response at once, with a `queued` event each time its place changes, and the answer after.
+ */
+
+const encoder = new TextEncoder();
+const queuedEvent = (position: number) => encoder.encode(`event: queued\ndata: {"position":${position}}\n\n`);
+
+const queueHeaders = (slot: Slot) => ({
+  'X-Queue-Position': String(slot.queuedAt),
+  'Server-Timing': `queue;dur=${slot.waitedMs.toFixed(1)}`,
+});
+
+function noteSlot(c: Context<AppEnv>, slot: Slot) {
+  c.var.record.queuedAt = slot.queuedAt;
+  c.var.record.queueMs = slot.waitedMs;
+}
+
+/**
+ * Who a generation counts against for MINATO_MAX_CONCURRENT_PER_KEY: its key; without keys, its
+ * client address when Minato is exposed beyond loopback (on loopback every client is the same).
+ */
+function ownerOf(c: Context<AppEnv>, deps: Deps): string | undefined {
+  const key = c.var.apiKey;
+  if (key) return `key:${key.id}`;
+  if (deps.config.apiKeys.length > 0 || isLoopback(deps.config.host)) return undefined;
+  return `ip:${c.env?.server?.requestIP(c.req.raw)?.address ?? 'unknown'}`;
+}
+
+/** Asks for a slot for `model`: one at once, or a ticket to wait on (throws 503 when the queue is full). */
+function enter(c: Context<AppEnv>, deps: Deps, model: string): Slot | Ticket {
+  c.var.record.model = model;
+  return deps.admission.enter(resolvedModelName(model), c.req.raw.signal, ownerOf(c, deps));
+}
+
+/** Refuses now (503) a generation that could neither start nor wait, before work that precedes the slot (reading an upload). */
+export function checkAdmission(c: Context<AppEnv>, deps: Deps, model: string) {
+  c.var.record.model = model;
+  deps.admission.check(resolvedModelName(model), ownerOf(c, deps));
+}
+
+/** The slot itself, waiting for it when it came as a ticket (a 503 when the wait is too long). */
+async function slotOf(c: Context<AppEnv>, entry: Slot | Ticket): Promise<Slot> {
+  const slot = isTicket(entry) ? await entry.slot : entry;
+  noteSlot(c, slot);
+  return slot;
+}
+
+/** A synchronous answer inside a slot, released when the answer is over. */
+export async function admittedSync(
+  c: Context<AppEnv>,
+  deps: Deps,
+  model: string,
+  answer: () => Promise<Record<string, unknown>>,
+): Promise<Response> {
+  const slot = await slotOf(c, enter(c, deps, model));
+  try {
+    // Serialised here rather than by c.json, so that the request log can say how many bytes it sent.
+    const body = JSON.stringify(await answer());
+    c.var.record.bytes = Buffer.byteLength(body);
+    return c.body(body, 200, { 'Content-Type': 'application/json', ...queueHeaders(slot) });
+  } finally {
+    slot.release();
+  }
+}
+
+/** Wraps the request's stream observer so that the stream's end also gives the slot back. */
+const releasingObserver = (c: Context<AppEnv>, slot: Slot) => (): StreamObserver => {
+  const inner = c.var.observeStream?.();
+  return {
+    firstByte: () => inner?.firstByte(),
+    end: (result) => {
+      slot.release();
+      inner?.end(result);
+    },
+    onCutOff: inner?.onCutOff,
+  };
+};
+
+/** Starts the upstream stream; handed the observer it must pass on to the relay. */
+type StartStream = (observe: () => StreamObserver) => Promise<Response>;
+
+/** A streamed answer inside a slot, released when the stream ends however it ends. */
+export async function admittedStream(
+  c: Context<AppEnv>,
+  deps: Deps,
+  model: string,
+  format: StreamFormat,
+  start: StartStream,
+  { queueEvents = true } = {},
+): Promise<Response> {
+  const entry = enter(c, deps, model);
+  if (isTicket(entry) && format === 'sse' && queueEvents) return queuedSse(c, entry, start);
+  const slot = await slotOf(c, entry);
+  try {
+    const response = await start(releasingObserver(c, slot));
+    for (const [name, value] of Object.entries(queueHeaders(slot))) response.headers.set(name, value);
+    return response;
+  } catch (error) {
+    slot.release();
+    throw error;
+  }
+}
+
+/**
+ * The SSE answer of a request that has to wait: `event: queued` lines while it waits, then the
+ * answer's events; an error after the headers are sent (queue timeout, model not installed)
+ * arrives in-band as `event: error`, the way Ollama's own mid-stream errors do.
+ */
+function queuedSse(c: Context<AppEnv>, ticket: Ticket, start: StartStream): Response {
+  const observer = c.var.observeStream?.();
+  let answer: { read(): Promise<{ done: boolean; value?: Uint8Array }>; cancel(reason?: unknown): Promise<void> } | undefined;
+  let sent = 0;
+  let finished = false;
+  const finish = (controller: ReadableStreamDefaultController<Uint8Array>, message: string | undefined, errorKind?: string) => {
+    if (finished) return;
+    finished = true;
+    if (message !== undefined) {
+      const bytes = inBandError('sse', message);
+      sent += bytes.length;
+      controller.enqueue(bytes);
+    }
+    observer?.end({ errorKind, bytes: sent, clientAborted: c.req.raw.signal.aborted });
+    controller.close();
+  };
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        const first = queuedEvent(ticket.position);
+        sent += first.length;
+        controller.enqueue(first);
+        observer?.firstByte();
+        ticket.slot.catch(() => {}); // a rejection is handled in pull; never left unhandled
+        observer?.onCutOff?.(() => {
+          if (answer) answer.cancel().catch(() => {});
+          finish(
+            controller,
+            'Minato is shutting down; the answer was cut off. Retry on another instance, or in a few seconds.',
+            'cut_off_by_shutdown',
+          );
+        });
+        ticket.onPosition((position) => {
+          if (finished || answer) return;
+          const event = queuedEvent(position);
+          sent += event.length;
+          controller.enqueue(event);
+        });
+      },
+      async pull(controller) {
+        if (finished) return;
+        if (!answer) {
+          let slot: Slot;
+          try {
+            slot = await ticket.slot;
+          } catch (error) {
+            finish(controller, error instanceof ApiError ? error.detail : undefined, error instanceof ApiError ? error.code : undefined);
+            return;
+          }
+          if (finished) {
+            slot.release();
+            return;
+          }
+          noteSlot(c, slot);
+          try {
+            const response = await start(() => ({
+              firstByte: () => {},
+              end: (result) => {
+                slot.release();
+                sent += result.bytes;
+                if (result.errorKind) c.var.record.errorCode = result.errorKind;
+              },
+            }));
+            answer = (response.body as ReadableStream<Uint8Array>).getReader();
+          } catch (error) {
+            slot.release();
+            if (error instanceof ClientGoneError) return finish(controller, undefined);
+            if (error instanceof ApiError) c.var.record.errorCode = error.code;
+            finish(controller, error instanceof ApiError ? error.detail : 'Minato failed to start the answer.', 'start_failed');
+            return;
+          }
+        }
+        const { done, value } = await answer!.read();
+        if (finished) return;
+        if (done) finish(controller, undefined);
+        else if (value) controller.enqueue(value);
+      },
+      cancel(reason) {
+        finished = true;
+        observer?.end({ clientAborted: true, bytes: sent });
+        return answer?.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return new Response(stream, {
+    status: 200,
+    headers: { 'Content-Type': STREAM_CONTENT_TYPES.sse, ...STREAM_HEADERS, 'X-Queue-Position': String(ticket.position) },
+  });
+}

@@ -1,0 +1,78 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Hook } from '@hono/zod-openapi';
+import type { Env } from 'hono';
+import { getPath } from 'hono/utils/url';
+import type { ApiKey } from '../security/api-keys';
+import type { StreamObserver } from '../observability/metrics';
+import type { RequestRecord } from '../observability/request-record';
+import { routingPath } from './model-name';
+
+/** What Bun hands each request (absent under `app.request()` in tests). */
+export type AppEnv = Env & {
+  Bindings: {
+    server?: {
+      timeout(request: Request, seconds: number): void;
+      requestIP(request: Request): { address: string } | null;
+    };
+  };
+  Variables: {
+    /** Set by the request-context middleware: starts watching this request's stream. */
+    observeStream?: () => StreamObserver;
+    /** What the request log will say about this request. */
+    record: RequestRecord;
+    /** The key the request was made with (absent when no keys are configured, or on public paths). */
+    apiKey?: ApiKey;
+  };
+};
+
+type ZodIssueLike = { path: PropertyKey[]; message: string; code: string };
+
+/**
+ * Validation failures in FastAPI's HTTPValidationError shape, so the original service's clients
+ * keep parsing them: `{"detail": [{"loc": ["query", "message"], "msg": "Field required", "type": "missing"}]}`.
+ */
+export const validationHook: Hook<unknown, AppEnv, string, unknown> = (result, c) => {
+  if (result.success) return;
+  const target = (result as { target?: string }).target ?? 'query';
+  const issues = (result.error as { issues: ZodIssueLike[] }).issues;
+  const detail = issues.map((issue) => {
+    const field = issue.path[0];
+    const missing =
+      issue.code === 'invalid_type' &&
+      typeof field === 'string' &&
+      ((target === 'query' && c.req.query(field) === undefined) || (target === 'param' && !c.req.param(field)));
+    return {
+      loc: [target === 'param' ? 'path' : target, ...issue.path.map((part) => (typeof part === 'number' ? part : String(part)))],
+      msg: missing ? 'Field required' : issue.message,
+      type: missing ? 'missing' : issue.code,
+    };
+  });
+  return c.json({ detail, code: 'validation_error' }, 422);
+};
+
+export function createRouter() {
+  return new OpenAPIHono<AppEnv>({
+    defaultHook: validationHook,
+    // Model names may contain slashes; see routingPath.
+    // Routing follows the request line's path only: Bun leaves the URL relative when the Host
+    // header is missing or unparseable, and Hono's getPath would then cut the path wrongly
+    // (`/xx/openapi.json` read as `/openapi.json`).
+    getPath: (request) => routingPath(getPath(hasParsedHost(request.url) ? request : ({ url: `http://_${request.url}` } as Request))),
+  });
+}
+
+/**
+ * Bun leaves `request.url` relative (`/path?query`) when the Host header is missing or cannot be
+ * parsed (`Host: a b`, `Host: evil/x`); an absolute URL means Bun accepted the Host.
+ */
+export const hasParsedHost = (url: string) => url.charCodeAt(0) !== 0x2f; // '/'
+
+/** The request line's path (as sent, without the query), whatever the Host header said. */
+export function requestPath(url: string): string {
+  const start = hasParsedHost(url) ? url.indexOf('/', url.indexOf('//') + 2) : 0;
+  if (start === -1) return '/';
+  const query = url.indexOf('?', start);
+  return url.slice(start, query === -1 ? undefined : query);
+}
+
+export type AppRouter = ReturnType<typeof createRouter>;

@@ -1,0 +1,37 @@
+import type { Deps } from '../deps';
+import { RESERVED_FIRST_SEGMENTS } from '../http/model-name';
+import type { AppRouter } from '../http/router';
+import type { Lifecycle } from '../lifecycle';
+import { createCapabilityLookup } from '../ollama/capabilities';
+import { registerGenerateRoutes } from './minato/generate';
+import { registerInstallRoutes } from './minato/install';
+import { registerModelsRoutes } from './minato/models';
+import { registerVisionRoutes } from './minato/vision';
+import { registerDocsRoutes } from './ops/docs';
+import { registerHealthRoutes } from './ops/health';
+import { registerMetrics } from './ops/metrics';
+
+/**
+ * THE mount list, in order: operations, then Minato's own routes with the `GET /{model_name}`
+ * catch-all last (it would otherwise capture the fixed paths). Adding a route is one folder and
+ * one line here; `/api/*` (Ollama-native) and `/v1/*` (OpenAI) will go before Minato's routes.
+ */
+export function mountRoutes(app: AppRouter, deps: Deps & { lifecycle: Lifecycle }) {
+  const { config, metrics, ollama, lifecycle } = deps;
+  // Operations.
+  if (metrics) registerMetrics(app, config, metrics);
+  registerDocsRoutes(app);
+  registerHealthRoutes(app, deps, lifecycle);
+  // Minato's own routes.
+  registerModelsRoutes(app, deps);
+  registerInstallRoutes(app, deps);
+  registerVisionRoutes(app, deps, createCapabilityLookup(ollama, config));
+  app.use('/:model_name', async (c, next) => {
+    // `GET /api`, `GET /v1`, …: reserved names are routes (or kept for later), never models.
+    if (c.req.method === 'GET' && RESERVED_FIRST_SEGMENTS.has(c.req.param('model_name'))) {
+      return c.json({ detail: `No route ${c.req.path}. The API reference is at /docs.`, code: 'not_found' }, 404);
+    }
+    await next();
+  });
+  registerGenerateRoutes(app, deps);
+}

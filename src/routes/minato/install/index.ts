@@ -1,0 +1,63 @@
+import { ApiError } from '../../../http/errors';
+import { allowLongWait } from '../../../http/long-wait';
+import { secured } from '../../../middleware/auth';
+import type { StreamFormat } from '../../../streaming/ndjson';
+import type { AppRouter } from '../../../http/router';
+import { upstreamError } from '../../../ollama/client';
+import type { Deps } from '../../../deps';
+import { consumeNdjson, pullIdle, streamResponse } from '../../../streaming/relay';
+import { install } from './install.routes';
+
+// Ollama's text when the registry has no such model; its own CLI matches this exact string.
+const NOT_IN_REGISTRY = 'file does not exist';
+
+const notInRegistry = (model: string, message: string) =>
+  new ApiError(
+    404,
+    `Model '${model}' does not exist in the registry (Ollama said: ${message}). Check the name and tag.`,
+    'model_not_found',
+  );
+
+/** Streams progress only when the client asked for a stream explicitly; the default is the original's wait-and-answer. */
+function progressFormat(accept: string | undefined): StreamFormat | undefined {
+  const value = (accept ?? '').toLowerCase();
+  if (value.includes('text/event-stream')) return 'sse';
+  if (value.includes('application/x-ndjson')) return 'ndjson';
+  return undefined;
+}
+
+export function registerInstallRoutes(app: AppRouter, deps: Deps) {
+  app.openapi(secured(deps.config, { ...install, middleware: [allowLongWait] }, 'admin'), async (c) => {
+    const { model_name: model } = c.req.valid('param');
+    c.var.record.model = model;
+    const signal = c.req.raw.signal;
+    const call = await deps.ollama.call(
+      '/api/pull',
+      { model, stream: true },
+      { signal, firstByteTimeoutMs: deps.config.firstByteTimeoutMs, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
+    );
+    if (!call.response.ok) {
+      const error = await upstreamError(call.response);
+      throw error.detail.includes(NOT_IN_REGISTRY) ? notInRegistry(model, error.detail) : error;
+    }
+    const body = call.response.body ?? (new Response('').body as ReadableStream<Uint8Array>);
+    const format = progressFormat(c.req.header('accept'));
+    if (format) {
+      const isFinal = (line: Record<string, unknown>) => line.status === 'success';
+      return streamResponse(pullIdle(deps.config), call, body, format, isFinal, c.var.observeStream) as never;
+    }
+
+    let last: Record<string, unknown> | undefined;
+    await consumeNdjson(pullIdle(deps.config), call, signal, `pull of '${model}'`, (line) => {
+      if (typeof line.error === 'string') {
+        if (line.error.includes(NOT_IN_REGISTRY)) throw notInRegistry(model, line.error);
+        throw new ApiError(502, `Ollama could not pull '${model}': ${line.error}`, 'upstream_error');
+      }
+      last = line;
+    });
+    if (last?.status !== 'success') {
+      throw new ApiError(502, `Ollama ended the pull of '${model}' without reporting success. Retry: the pull resumes.`, 'upstream_error');
+    }
+    return c.json({ status: 'success' as const }, 200);
+  });
+}

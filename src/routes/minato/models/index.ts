@@ -1,0 +1,44 @@
+import { ApiError } from '../../../http/errors';
+import { secured } from '../../../middleware/auth';
+import type { AppRouter } from '../../../http/router';
+import { upstreamError } from '../../../ollama/client';
+import type { Deps } from '../../../deps';
+import { modelsList, modelsListNoSlash } from './models.routes';
+
+type OllamaModel = {
+  name?: string;
+  model?: string;
+  size?: number;
+  digest?: string;
+  modified_at?: string;
+  details?: { format?: string; family?: string; parameter_size?: string; quantization_level?: string };
+};
+
+const MIB = 1024 * 1024;
+
+export function registerModelsRoutes(app: AppRouter, { config, ollama }: Deps) {
+  const handler = async (signal: AbortSignal) => {
+    const { response } = await ollama.call('/api/tags', undefined, {
+      signal,
+      firstByteTimeoutMs: config.metadataTimeoutMs,
+      timeoutSetting: 'MINATO_METADATA_TIMEOUT',
+    });
+    if (!response.ok) throw await upstreamError(response);
+    const body = (await response.json().catch(() => undefined)) as { models?: OllamaModel[] } | undefined;
+    if (!Array.isArray(body?.models)) throw new ApiError(502, 'Ollama answered /api/tags without a model list.', 'upstream_error');
+    return {
+      models_list: body.models.map((model) => ({
+        name: model.name ?? model.model ?? '',
+        size_mb: Math.round(((model.size ?? 0) / MIB) * 100) / 100,
+        format: model.details?.format ?? null,
+        family: model.details?.family ?? null,
+        parameter_size: model.details?.parameter_size ?? null,
+        quantization_level: model.details?.quantization_level ?? null,
+        modified_at: model.modified_at ?? null,
+        digest: model.digest ?? null,
+      })),
+    };
+  };
+  app.openapi(secured(config, modelsList, 'generate'), async (c) => c.json(await handler(c.req.raw.signal), 200));
+  app.openapi(secured(config, modelsListNoSlash, 'generate'), async (c) => c.json(await handler(c.req.raw.signal), 200));
+}

@@ -1,0 +1,81 @@
+import type { Context } from 'hono';
+import { ApiError } from '../../../http/errors';
+import { readImages } from '../../../uploads/images';
+import { allowLongWait } from '../../../http/long-wait';
+import { negotiateStreamFormat } from '../../../streaming/ndjson';
+import type { AppEnv, AppRouter } from '../../../http/router';
+import type { CapabilityLookup } from '../../../ollama/capabilities';
+import { secured } from '../../../middleware/auth';
+import type { Deps } from '../../../deps';
+import { answerStream, answerSync } from '../../../ollama/generate';
+import { admittedStream, admittedSync, checkAdmission } from '../../../admission/admitted';
+import { GENERATION_PARAMS, type GenerationQuery, toGenerateRequest } from '../generate/generate.schemas';
+import { warnUnknownQuery } from '../../../middleware/unknown-query';
+import { visionBodySchemas, visionStream, visionSync } from './vision.routes';
+
+const unknownQuery = warnUnknownQuery(GENERATION_PARAMS);
+
+export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf: CapabilityLookup) {
+  for (const [name, schema] of Object.entries(visionBodySchemas)) app.openAPIRegistry.registerComponent('schemas', name, schema);
+
+  const { config } = deps;
+  /** Refuses a model that cannot see before anything waits for a slot or reads the upload. */
+  const checkVision = async (c: Context<AppEnv>, model: string) => {
+    const capabilities = await capabilitiesOf(model, c.req.raw.signal);
+    if (!capabilities.includes('vision')) {
+      throw new ApiError(
+        400,
+        `Model '${model}' cannot read images: Ollama lists its capabilities as [${capabilities.join(', ')}], without "vision". Use a vision model (e.g. llava, gemma3, qwen2.5vl).`,
+        'model_without_vision',
+      );
+    }
+  };
+
+  /**
+   * The upload is read and checked before the request asks for a slot: a slot is held only while
+   * Ollama works, never while a slow client sends its images. A request that could neither start
+   * nor queue is refused before its upload is read; one that takes longer than
+   * MINATO_BODY_TIMEOUT to send it gets a 408.
+   */
+  const withImages = async (c: Context<AppEnv>, model: string, query: GenerationQuery) => {
+    checkAdmission(c, deps, model);
+    return toGenerateRequest(model, query, await withinDeadline(readImages(c.req.raw, config), config.bodyTimeoutMs));
+  };
+
+  app.openapi(secured(config, { ...visionStream, middleware: [allowLongWait, unknownQuery] }, 'generate'), async (c) => {
+    const { model_name } = c.req.valid('param');
+    const query = c.req.valid('query');
+    await checkVision(c, model_name);
+    const request = await withImages(c, model_name, query);
+    const format = negotiateStreamFormat(c.req.header('accept'));
+    return admittedStream(c, deps, model_name, format, (observe) =>
+      answerStream(deps, request, c.req.raw.signal, format, observe),
+    ) as never;
+  });
+
+  app.openapi(secured(config, { ...visionSync, middleware: [allowLongWait, unknownQuery] }, 'generate'), async (c) => {
+    const { model_name } = c.req.valid('param');
+    const query = c.req.valid('query');
+    await checkVision(c, model_name);
+    const request = await withImages(c, model_name, query);
+    return admittedSync(c, deps, model_name, () => answerSync(deps, request, c.req.raw.signal)) as never;
+  });
+}
+
+/** `work`, or a 408 once `ms` have passed (a slow upload must not hold a slot or memory indefinitely). */
+function withinDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ApiError(408, `The upload took longer than ${Math.round(ms / 1000)} s (MINATO_BODY_TIMEOUT).`, 'body_timeout', {
+            Connection: 'close',
+          }),
+        ),
+      ms,
+    );
+  });
+  work.catch(() => {});
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}

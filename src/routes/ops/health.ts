@@ -1,0 +1,81 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import type { Lifecycle } from '../../lifecycle';
+import type { AppRouter } from '../../http/router';
+import { anyKey } from '../../middleware/auth';
+import { readUpstreamError } from '../../ollama/client';
+import type { Deps } from '../../deps';
+import { jsonError } from '../../openapi/schemas';
+
+const Health = z.object({ status: z.literal('ok') }).openapi('Health');
+const Ready = z
+  .object({
+    status: z.literal('ready'),
+    ollama: z
+      .object({
+        url: z.string().openapi({ example: 'http://127.0.0.1:11434' }),
+        version: z.string().openapi({ example: '0.33.0' }),
+      })
+      .optional()
+      .openapi({ description: "Ollama's address and version: only for a request with a valid key when keys are configured." }),
+  })
+  .openapi('Ready');
+
+const health = createRoute({
+  method: 'get',
+  path: '/health',
+  operationId: 'health',
+  tags: ['Operations'],
+  summary: 'Liveness: the sidecar is up (never calls Ollama)',
+  responses: { 200: { content: { 'application/json': { schema: Health } }, description: 'Up.' } },
+});
+
+const ready = createRoute({
+  method: 'get',
+  path: '/ready',
+  operationId: 'ready',
+  tags: ['Operations'],
+  summary: 'Readiness: Ollama answers, with its version',
+  responses: {
+    200: { content: { 'application/json': { schema: Ready } }, description: 'Ollama is reachable.' },
+    503: jsonError(
+      'Ollama is not reachable or not healthy, or Minato is shutting down.',
+      'not_ready',
+      'Ollama at http://127.0.0.1:11434 is not ready: Unable to connect. Check that Ollama is running and that OLLAMA_HOST points at it.',
+    ),
+  },
+});
+
+export function registerHealthRoutes(app: AppRouter, { config, ollama }: Deps, lifecycle: Lifecycle) {
+  app.openapi(anyKey(config, health), (c) => c.json({ status: 'ok' as const }, 200));
+
+  app.openapi(anyKey(config, ready), async (c) => {
+    // With keys configured, Ollama's address and version are for key holders; the status is for anyone.
+    const details = config.apiKeys.length === 0 || c.var.apiKey !== undefined;
+    if (lifecycle.draining) {
+      return c.json({ detail: 'Minato is shutting down and takes no new work.', code: 'shutting_down' }, 503);
+    }
+    const notReady = (why: string) =>
+      c.json(
+        {
+          detail: details
+            ? `Ollama at ${ollama.baseUrl} is not ready: ${why.replace(/\.$/, '')}. Check that Ollama is running and that OLLAMA_HOST points at it.`
+            : 'Ollama is not ready. Check that Ollama is running and that OLLAMA_HOST points at it; a request with an API key gets the details.',
+          code: 'not_ready',
+        },
+        503,
+      );
+    try {
+      const { response } = await ollama.call('/api/version', undefined, {
+        signal: c.req.raw.signal,
+        firstByteTimeoutMs: Math.min(config.metadataTimeoutMs, 2000),
+        timeoutSetting: 'MINATO_METADATA_TIMEOUT',
+      });
+      if (!response.ok) return notReady(`HTTP ${response.status} (${await readUpstreamError(response)})`);
+      const { version } = (await response.json()) as { version?: unknown };
+      if (!details) return c.json({ status: 'ready' as const }, 200);
+      return c.json({ status: 'ready' as const, ollama: { url: ollama.baseUrl, version: String(version ?? 'unknown') } }, 200);
+    } catch (error) {
+      return notReady((error as Error).message);
+    }
+  });
+}

@@ -1,0 +1,104 @@
+import { describe, expect, test } from 'bun:test';
+import { createAdmission, isTicket, type Slot, type Ticket } from '../../src/admission/queue';
+import { ApiError, ClientGoneError } from '../../src/http/errors';
+
+const limits = { perModel: 2, total: 3, queuePerModel: 2, queueTotal: 3, timeoutMs: 60_000 };
+const signal = () => new AbortController().signal;
+
+describe('admission control', () => {
+  test('per-model and total limits; the queue is first come, first served', async () => {
+    const admission = createAdmission(limits);
+    const a1 = admission.enter('a', signal()) as Slot;
+    const a2 = admission.enter('a', signal()) as Slot;
+    expect(isTicket(a1) || isTicket(a2)).toBe(false);
+    const a3 = admission.enter('a', signal()) as Ticket; // model a is full
+    expect(a3.position).toBe(1);
+    const b1 = admission.enter('b', signal()) as Slot; // b has room, and so has the total
+    expect(isTicket(b1)).toBe(false);
+    const b2 = admission.enter('b', signal()) as Ticket; // total is full
+    expect(b2.position).toBe(2);
+    expect(admission.running).toBe(3);
+    expect(admission.queued).toBe(2);
+
+    const order: string[] = [];
+    a3.slot.then(() => order.push('a3'));
+    b2.slot.then(() => order.push('b2'));
+    b1.release(); // frees the total: a3 is first in line but a is full, so b2 gets it
+    await Bun.sleep(0);
+    expect(order).toEqual(['b2']);
+    a1.release();
+    await Bun.sleep(0);
+    expect(order).toEqual(['b2', 'a3']);
+    expect((await a3.slot).queuedAt).toBe(1);
+    a1.release(); // releasing twice gives back one slot only
+    expect(admission.running).toBe(3);
+  });
+
+  test('a full queue is a 503 with Retry-After, per model and overall', () => {
+    const admission = createAdmission({ ...limits, total: 1, perModel: 1, queuePerModel: 1, queueTotal: 2 });
+    admission.enter('a', signal());
+    admission.enter('a', signal());
+    const perModel = (() => {
+      try {
+        admission.enter('a', signal());
+      } catch (error) {
+        return error as ApiError;
+      }
+    })();
+    expect(perModel?.statusCode).toBe(503);
+    expect(perModel?.detail).toContain('MINATO_MAX_QUEUE_PER_MODEL');
+    expect(Number(perModel?.headers['Retry-After'])).toBeGreaterThan(0);
+    admission.enter('b', signal());
+    expect(() => admission.enter('c', signal())).toThrow(/MINATO_MAX_QUEUE=2/);
+  });
+
+  test('a waiter that times out or whose client leaves gives up its place, and those behind move up', async () => {
+    const admission = createAdmission({ ...limits, total: 1, timeoutMs: 50 });
+    admission.enter('a', signal());
+    const leaving = new AbortController();
+    const first = admission.enter('a', leaving.signal) as Ticket;
+    const second = admission.enter('b', signal()) as Ticket;
+    const positions: number[] = [];
+    second.onPosition((position) => positions.push(position));
+    leaving.abort();
+    expect(first.slot).rejects.toBeInstanceOf(ClientGoneError);
+    await Bun.sleep(0);
+    expect(positions).toEqual([1]);
+    const timedOut = await second.slot.catch((error) => error);
+    expect(timedOut).toBeInstanceOf(ApiError);
+    expect(timedOut.code).toBe('queue_timeout');
+    expect(admission.queued).toBe(0);
+  });
+
+  test('one owner (a key) may hold at most perOwner slots; its next waits while others go ahead', async () => {
+    const admission = createAdmission({ ...limits, perModel: 10, total: 4, perOwner: 2 });
+    const mine = [admission.enter('a', signal(), 'key:greedy'), admission.enter('b', signal(), 'key:greedy')] as Slot[];
+    expect(mine.some(isTicket)).toBe(false);
+    const third = admission.enter('c', signal(), 'key:greedy') as Ticket; // at its cap, though slots are free
+    expect(isTicket(third)).toBe(true);
+    const other = admission.enter('c', signal(), 'key:other');
+    expect(isTicket(other)).toBe(false); // the waiter ahead cannot use the slot: the other key takes it
+    mine[0]!.release();
+    const granted = await third.slot;
+    expect(granted.queuedAt).toBe(1);
+    expect(admission.running).toBe(3);
+  });
+
+  test('Retry-After follows how long generations take lately', async () => {
+    const admission = createAdmission({ ...limits, total: 1, perModel: 1, queuePerModel: 0, queueTotal: 0 });
+    const retryAfter = () => {
+      try {
+        admission.enter('a', signal());
+      } catch (error) {
+        return Number((error as ApiError).headers['Retry-After']);
+      }
+      throw new Error('not refused');
+    };
+    const slot = admission.enter('a', signal()) as Slot;
+    expect(retryAfter()).toBe(1); // nothing measured yet
+    await Bun.sleep(2100);
+    slot.release();
+    admission.enter('a', signal());
+    expect(retryAfter()).toBe(3); // one generation ahead, ~2.1 s each
+  });
+});
