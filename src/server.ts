@@ -1,5 +1,6 @@
 import { createApp } from './app';
 import type { AppDependencies } from './deps';
+import { ownBodyLimits } from './http/route-facts';
 import { maxVisionBodyBytes } from './uploads/images';
 import { createLifecycle, type Lifecycle } from './lifecycle';
 
@@ -11,9 +12,9 @@ export function startServer(dependencies: AppDependencies, overrides: { port?: n
   const server = Bun.serve({
     hostname: overrides.hostname ?? config.host,
     port: overrides.port ?? config.port,
-    // Vision bodies are counted while read and refused with a JSON 413 at maxVisionBodyBytes.
-    // Bun's own bound sits just above it: Bun's 413 has an empty body.
-    maxRequestBodySize: maxVisionBodyBytes(config) + 64 * 1024,
+    // Routes count their bodies while read and refuse them with a JSON 413 at their own limit.
+    // Bun's own bound sits just above the largest: Bun's 413 has an empty body.
+    maxRequestBodySize: Math.max(config.maxBodyBytes, maxVisionBodyBytes(config), ...ownBodyLimits(config)) + 64 * 1024,
     fetch: (request, server) => app.fetch(request, { server }),
   });
   return { server, lifecycle, shutdown: () => shutdown(server, lifecycle, config.shutdownGraceMs) };

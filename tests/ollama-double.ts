@@ -36,6 +36,10 @@ export type DoubleModel = {
   /** Split every line across two writes, as TCP may. */
   splitLines?: boolean;
   thinking?: string[];
+  /** Tool calls a chat answer makes when the request offers tools (the model needs the `tools` capability). */
+  toolCalls?: { name: string; arguments: Record<string, unknown> }[];
+  /** The value a chat answer with `format` (JSON mode or a schema) returns, as JSON text split into tokens. */
+  structured?: unknown;
 };
 
 export type RecordedRequest = {
@@ -296,6 +300,169 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
     });
   }
 
+  /**
+   * Writes token lines, with the model's faults at their token (an error line, a drop, silence, a
+   * half line, garbage); returns 'drop'/'hang' for the stream to act on, 'ended' when an error or
+   * half line ended it, undefined when every token was written.
+   */
+  async function writeTokens(
+    write: (line: unknown) => Promise<void>,
+    model: DoubleModel,
+    record: RecordedRequest,
+    tokens: string[],
+    lineOf: (token: string) => Record<string, unknown>,
+  ): Promise<'drop' | 'hang' | 'ended' | undefined> {
+    for (const [index, token] of tokens.entries()) {
+      if (model.errorAfterTokens === index) {
+        await write({ error: 'an error was encountered while running the model: unexpected EOF' });
+        return 'ended';
+      }
+      if (model.dropAfterTokens === index) return 'drop';
+      if (model.hangAfterTokens === index) return 'hang';
+      if (model.partialLineAfterTokens === index) {
+        const line = goJson(lineOf(token));
+        await write(new RawBytes(line.slice(0, Math.floor(line.length / 2))));
+        return 'ended';
+      }
+      if (model.garbageAfterTokens === index) await write(new RawBytes('panic: runtime error: invalid memory address\n'));
+      if (model.tokenDelayMs) await sleep(model.tokenDelayMs);
+      await write(lineOf(token));
+      record.linesWritten++;
+    }
+    return undefined;
+  }
+
+  /** Ollama's full name for error texts: `registry.ollama.ai/library/x:latest`. */
+  const fullName = (name: string) => {
+    const parts = name.split('/');
+    const last = parts.pop()!;
+    const withTag = last.includes(':') ? last : `${last}:latest`;
+    return [
+      ...(parts.length === 2 ? parts : parts.length === 1 ? ['registry.ollama.ai', ...parts] : ['registry.ollama.ai', 'library']),
+      withTag,
+    ].join('/');
+  };
+
+  /** `POST /api/chat` as ollama-api.md §2 says: messages, tools, format, think, the load answer. */
+  async function chat(request: Request, record: RecordedRequest): Promise<Response> {
+    const { body, error } = await readJsonBody(request);
+    if (error) return error;
+    record.body = body;
+    const name = typeof body?.model === 'string' ? body.model : '';
+    if (name === '') return jsonResponse(400, { error: 'model is required' });
+    const model = lookup(name);
+    if (!model) return jsonResponse(404, { error: `model '${name}' not found` });
+    const messages = body?.messages ?? [];
+    if (!Array.isArray(messages))
+      return jsonResponse(400, { error: 'json: cannot unmarshal object into Go struct field ChatRequest.messages of type []api.Message' });
+    for (const message of messages as { images?: unknown }[]) {
+      const badImages = checkImages(message?.images);
+      if (badImages) return jsonResponse(400, { error: badImages });
+    }
+    const badKeepAlive = checkKeepAlive(body?.keep_alive);
+    if (badKeepAlive) return jsonResponse(400, { error: badKeepAlive });
+    const capabilities = model.capabilities ?? ['completion'];
+    const tools = Array.isArray(body?.tools) && body.tools.length > 0;
+    if (tools && !capabilities.includes('tools')) return jsonResponse(400, { error: `${fullName(name)} does not support tools` });
+    const think = body?.think;
+    if (think !== undefined && think !== true && think !== false && !['high', 'medium', 'low', 'max'].includes(String(think))) {
+      return jsonResponse(400, {
+        error: `invalid think value: "${String(think)}" (must be "high", "medium", "low", "max", true, or false)`,
+      });
+    }
+    if (think !== undefined && think !== false && !capabilities.includes('thinking')) {
+      return jsonResponse(400, { error: `"${name}" does not support thinking` });
+    }
+    const format = body?.format;
+    if (
+      format !== undefined &&
+      format !== null &&
+      format !== '' &&
+      format !== 'json' &&
+      (typeof format !== 'object' || Array.isArray(format))
+    ) {
+      return jsonResponse(500, { error: `invalid format: ${JSON.stringify(format)}; expected "json" or a valid JSON Schema object` });
+    }
+    if (state.busy) return jsonResponse(503, { error: 'server busy, please try again.  maximum pending requests exceeded' });
+    const badOption = checkOptions(body?.options);
+    if (badOption) return jsonResponse(500, { error: badOption });
+    if (model.firstByteDelayMs) await sleep(model.firstByteDelayMs);
+    if (request.signal.aborted) {
+      record.aborted = true;
+      record.abortedAt = Date.now();
+      return jsonResponse(499, { error: 'request canceled' });
+    }
+    const message = (content: string, extra: Record<string, unknown> = {}) => ({ role: 'assistant', content, ...extra });
+    if (messages.length === 0) {
+      record.completed = true;
+      const unload = body?.keep_alive === 0 || body?.keep_alive === '0';
+      return jsonResponse(200, {
+        model: name,
+        created_at: createdAt(),
+        message: message(''),
+        done: true,
+        done_reason: unload ? 'unload' : 'load',
+      });
+    }
+    const structured = format !== undefined && format !== null && format !== '';
+    const text = structured ? JSON.stringify(model.structured ?? {}) : undefined;
+    const tokens =
+      text !== undefined
+        ? [text.slice(0, Math.ceil(text.length / 2)), text.slice(Math.ceil(text.length / 2))]
+        : (model.tokens ?? ['The', ' sky', ' is', ' blue', '.']);
+    const thinking = think === false ? [] : (model.thinking ?? []);
+    const toolCalls = tools
+      ? (model.toolCalls ?? []).map((call, index) => ({
+          id: `call_${Math.random().toString(36).slice(2, 10).padEnd(8, '0')}`,
+          function: { index, name: call.name, arguments: call.arguments },
+        }))
+      : [];
+    const started = Date.now();
+    const final = () => ({
+      model: name,
+      created_at: createdAt(),
+      message: message(''),
+      done: true,
+      done_reason: 'stop',
+      total_duration: (Date.now() - started) * 1e6 + 1,
+      load_duration: 1_334_875,
+      prompt_eval_count: 26,
+      prompt_eval_duration: 342_546_000,
+      eval_count: tokens.length,
+      eval_duration: Math.max(1, tokens.length * (model.tokenDelayMs ?? 0)) * 1e6,
+    });
+    // A model that calls tools answers with the calls and no content.
+    const content = toolCalls.length > 0 ? [] : tokens;
+    if (body?.stream === false) {
+      for (const _ of content) await sleep(model.tokenDelayMs ?? 0);
+      record.completed = true;
+      record.linesWritten = content.length;
+      const extra: Record<string, unknown> = {};
+      if (thinking.length) extra.thinking = thinking.join('');
+      if (toolCalls.length) extra.tool_calls = toolCalls;
+      return jsonResponse(200, { ...final(), message: message(content.join(''), extra) });
+    }
+    const stream = ndjsonStream(
+      record,
+      async (write) => {
+        for (const piece of thinking)
+          await write({ model: name, created_at: createdAt(), message: message('', { thinking: piece }), done: false });
+        if (toolCalls.length)
+          await write({ model: name, created_at: createdAt(), message: message('', { tool_calls: toolCalls }), done: false });
+        const outcome = await writeTokens(write, model, record, content, (token) => ({
+          model: name,
+          created_at: createdAt(),
+          message: message(token),
+          done: false,
+        }));
+        if (outcome) return outcome;
+        await write(final());
+      },
+      model,
+    );
+    return new Response(stream, { status: 200, headers: { 'Content-Type': 'application/x-ndjson' } });
+  }
+
   async function generate(request: Request, record: RecordedRequest): Promise<Response> {
     const { body, error } = await readJsonBody(request);
     if (error) return error;
@@ -358,23 +525,13 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
       record,
       async (write) => {
         for (const piece of thinking) await write({ model: name, created_at: createdAt(), response: '', thinking: piece, done: false });
-        for (const [index, token] of tokens.entries()) {
-          if (model.errorAfterTokens === index) {
-            await write({ error: 'an error was encountered while running the model: unexpected EOF' });
-            return;
-          }
-          if (model.dropAfterTokens === index) return 'drop';
-          if (model.hangAfterTokens === index) return 'hang';
-          if (model.partialLineAfterTokens === index) {
-            const line = goJson({ model: name, created_at: createdAt(), response: token, done: false });
-            await write(new RawBytes(line.slice(0, Math.floor(line.length / 2))));
-            return;
-          }
-          if (model.garbageAfterTokens === index) await write(new RawBytes('panic: runtime error: invalid memory address\n'));
-          if (model.tokenDelayMs) await sleep(model.tokenDelayMs);
-          await write({ model: name, created_at: createdAt(), response: token, done: false });
-          record.linesWritten++;
-        }
+        const outcome = await writeTokens(write, model, record, tokens, (token) => ({
+          model: name,
+          created_at: createdAt(),
+          response: token,
+          done: false,
+        }));
+        if (outcome) return outcome;
         await write(final());
       },
       model,
@@ -493,6 +650,8 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
           });
         case 'POST /api/generate':
           return generate(request, record);
+        case 'POST /api/chat':
+          return chat(request, record);
         case 'POST /api/show':
           return show(request, record);
         case 'POST /api/pull':

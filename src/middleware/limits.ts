@@ -1,15 +1,10 @@
 import { createMiddleware } from 'hono/factory';
 import type { Config } from '../config';
 import { ApiError } from '../http/errors';
-import { readBodyChunks } from '../uploads/images';
+import { factsOf } from '../http/route-facts';
+import { readBodyLimited } from '../uploads/images';
 import type { Lifecycle } from '../lifecycle';
 import { type AppEnv, hasParsedHost } from '../http/router';
-
-/** Routes whose bodies are image uploads, bounded by MINATO_MAX_IMAGES × MINATO_MAX_IMAGE_BYTES instead. */
-const IMAGE_ROUTES = /^\/(stream\/)?vision\//;
-
-/** Paths that still answer while Minato drains: the probes that report it, and the metrics that watch it. */
-const DURING_DRAIN = new Set(['/health', '/ready', '/metrics']);
 
 /**
  * Refuses what is too big before anything else reads it, each with its own status and a JSON
@@ -43,23 +38,29 @@ export function requestLimits(config: Config, lifecycle: Lifecycle) {
         'headers_too_large',
       );
     }
-    const length = c.req.header('content-length');
-    const declared = Number(length ?? 0);
-    const takesImages = IMAGE_ROUTES.test(c.req.path);
-    if (declared > config.maxBodyBytes && !takesImages) {
-      throw new ApiError(
-        413,
-        `The body is ${declared} bytes; this route takes at most ${config.maxBodyBytes} (MINATO_MAX_BODY_BYTES).`,
-        'body_too_large',
-      );
+    // The route's own facts: an upload route counts its body itself; a JSON route may take more
+    // than the default (chat); everything else at most MINATO_MAX_BODY_BYTES.
+    const facts = factsOf(c);
+    if (!facts?.readsOwnBody) {
+      const limit = facts?.bodyLimit?.(config) ?? config.maxBodyBytes;
+      const overLimit = (what: string) =>
+        new ApiError(
+          413,
+          `The body is ${what} bytes; this route takes at most ${limit}${facts?.bodyLimit ? '' : ' (MINATO_MAX_BODY_BYTES)'}.`,
+          'body_too_large',
+        );
+      const length = c.req.header('content-length');
+      if (Number(length ?? 0) > limit) throw overLimit(String(Number(length)));
+      // A chunked body declares no length: it is counted as it is read, refused past the limit,
+      // and kept for the route to parse (Hono reads it from this cache).
+      if (length === undefined && c.req.header('transfer-encoding') !== undefined && c.req.raw.body) {
+        const bytes = await readBodyLimited(c.req.raw, limit, () => overLimit('over'));
+        (c.req as unknown as { bodyCache: { arrayBuffer?: Promise<ArrayBuffer> } }).bodyCache.arrayBuffer = Promise.resolve(
+          bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
+        );
+      }
     }
-    // A chunked body declares no length: it is counted as it is read, and refused past the limit.
-    if (length === undefined && !takesImages && c.req.header('transfer-encoding') !== undefined && c.req.raw.body) {
-      const overLimit = (limit: number) =>
-        new ApiError(413, `The body is over ${limit} bytes; this route takes at most that (MINATO_MAX_BODY_BYTES).`, 'body_too_large');
-      await readBodyChunks(c.req.raw, config.maxBodyBytes, () => {}, overLimit);
-    }
-    if (lifecycle.draining && !DURING_DRAIN.has(c.req.path)) {
+    if (lifecycle.draining && !factsOf(c)?.duringDrain) {
       throw new ApiError(503, 'Minato is shutting down. Retry on another instance, or in a few seconds.', 'shutting_down', {
         'Retry-After': '5',
         Connection: 'close',

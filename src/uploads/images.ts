@@ -179,10 +179,10 @@ export async function readBodyChunks(
   }
 }
 
-/** A whole (small) body, read within `limit` bytes. */
-export async function readBodyLimited(request: Request, limit: number): Promise<Uint8Array> {
+/** A whole (bounded) body, read within `limit` bytes. */
+export async function readBodyLimited(request: Request, limit: number, overLimit?: (limit: number) => ApiError): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
-  await readBodyChunks(request, limit, (chunk) => chunks.push(chunk));
+  await readBodyChunks(request, limit, (chunk) => chunks.push(chunk), overLimit);
   return Buffer.concat(chunks);
 }
 

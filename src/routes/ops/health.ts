@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { withFacts } from '../../http/route-facts';
 import type { Lifecycle } from '../../lifecycle';
 import type { AppRouter } from '../../http/router';
 import { anyKey } from '../../middleware/auth';
@@ -20,30 +21,36 @@ const Ready = z
   })
   .openapi('Ready');
 
-const health = createRoute({
-  method: 'get',
-  path: '/health',
-  operationId: 'health',
-  tags: ['Operations'],
-  summary: 'Liveness: the sidecar is up (never calls Ollama)',
-  responses: { 200: { content: { 'application/json': { schema: Health } }, description: 'Up.' } },
-});
+const health = withFacts(
+  createRoute({
+    method: 'get',
+    path: '/health',
+    operationId: 'health',
+    tags: ['Operations'],
+    summary: 'Liveness: the sidecar is up (never calls Ollama)',
+    responses: { 200: { content: { 'application/json': { schema: Health } }, description: 'Up.' } },
+  }),
+  { duringDrain: true },
+);
 
-const ready = createRoute({
-  method: 'get',
-  path: '/ready',
-  operationId: 'ready',
-  tags: ['Operations'],
-  summary: 'Readiness: Ollama answers, with its version',
-  responses: {
-    200: { content: { 'application/json': { schema: Ready } }, description: 'Ollama is reachable.' },
-    503: jsonError(
-      'Ollama is not reachable or not healthy, or Minato is shutting down.',
-      'not_ready',
-      'Ollama at http://127.0.0.1:11434 is not ready: Unable to connect. Check that Ollama is running and that OLLAMA_HOST points at it.',
-    ),
-  },
-});
+const ready = withFacts(
+  createRoute({
+    method: 'get',
+    path: '/ready',
+    operationId: 'ready',
+    tags: ['Operations'],
+    summary: 'Readiness: Ollama answers, with its version',
+    responses: {
+      200: { content: { 'application/json': { schema: Ready } }, description: 'Ollama is reachable.' },
+      503: jsonError(
+        'Ollama is not reachable or not healthy, or Minato is shutting down.',
+        'not_ready',
+        'Ollama at http://127.0.0.1:11434 is not ready: Unable to connect. Check that Ollama is running and that OLLAMA_HOST points at it.',
+      ),
+    },
+  }),
+  { duringDrain: true },
+);
 
 export function registerHealthRoutes(app: AppRouter, { config, ollama }: Deps, lifecycle: Lifecycle) {
   app.openapi(anyKey(config, health), (c) => c.json({ status: 'ok' as const }, 200));

@@ -1,4 +1,6 @@
 import { createRoute } from '@hono/zod-openapi';
+import { withFacts } from '../../../http/route-facts';
+import { maxVisionBodyBytes } from '../../../uploads/images';
 import { GenerateAnswer, GenerationQuery, STREAM_DOCS_NOTE, streamContent } from '../generate/generate.schemas';
 import { jsonError, ModelNameParams, modelNotFound, upstreamErrors, validationError } from '../../../openapi/schemas';
 
@@ -76,31 +78,37 @@ const visionErrors = {
   ...upstreamErrors,
 };
 
-export const visionSync = createRoute({
-  method: 'post',
-  path: '/vision/{model_name}',
-  operationId: 'answerOnMultimodalQuery',
-  tags: ['Vision'],
-  summary: 'Answer a prompt about images (waits for the whole answer)',
-  description:
-    "Checks with Ollama's `/api/show` that the model has the `vision` capability, then answers. Images are never written to disk.",
-  request: visionRequest,
-  responses: {
-    200: { content: { 'application/json': { schema: GenerateAnswer } }, description: 'The answer.' },
-    ...visionErrors,
-  },
-});
+export const visionSync = withFacts(
+  createRoute({
+    method: 'post',
+    path: '/vision/{model_name}',
+    operationId: 'answerOnMultimodalQuery',
+    tags: ['Vision'],
+    summary: 'Answer a prompt about images (waits for the whole answer)',
+    description:
+      "Checks with Ollama's `/api/show` that the model has the `vision` capability, then answers. Images are never written to disk.",
+    request: visionRequest,
+    responses: {
+      200: { content: { 'application/json': { schema: GenerateAnswer } }, description: 'The answer.' },
+      ...visionErrors,
+    },
+  }),
+  { readsOwnBody: maxVisionBodyBytes },
+);
 
-export const visionStream = createRoute({
-  method: 'post',
-  path: '/stream/vision/{model_name}',
-  operationId: 'streamAnswerOnMultimodalQuery',
-  tags: ['Vision'],
-  summary: 'Stream an answer about images',
-  description: `As \`POST /vision/{model_name}\`, streamed with the same \`Accept\` negotiation as \`GET /stream/{model_name}\`.${STREAM_DOCS_NOTE}`,
-  request: visionRequest,
-  responses: {
-    200: { content: streamContent, description: 'The answer, streamed.' },
-    ...visionErrors,
-  },
-});
+export const visionStream = withFacts(
+  createRoute({
+    method: 'post',
+    path: '/stream/vision/{model_name}',
+    operationId: 'streamAnswerOnMultimodalQuery',
+    tags: ['Vision'],
+    summary: 'Stream an answer about images',
+    description: `As \`POST /vision/{model_name}\`, streamed with the same \`Accept\` negotiation as \`GET /stream/{model_name}\`.${STREAM_DOCS_NOTE}`,
+    request: visionRequest,
+    responses: {
+      200: { content: streamContent, description: 'The answer, streamed.' },
+      ...visionErrors,
+    },
+  }),
+  { readsOwnBody: maxVisionBodyBytes },
+);

@@ -1,0 +1,42 @@
+import type { Context } from 'hono';
+import { matchedRoutes } from 'hono/route';
+import type { Config } from '../config';
+
+/**
+ * What global middleware needs to know about the route a request is for, declared with the route
+ * itself (`withFacts(route, facts)`) instead of in central lists of paths.
+ */
+export type RouteFacts = {
+  /**
+   * The route reads its body itself, counting it as it arrives (uploads): global limits leave it
+   * alone, and this is the most it may take.
+   */
+  readsOwnBody?: (config: Config) => number;
+  /** The most a JSON body may take, buffered and counted by the limits middleware (default MINATO_MAX_BODY_BYTES). */
+  bodyLimit?: (config: Config) => number;
+  /** Still answers while Minato drains for shutdown (probes and metrics). */
+  duringDrain?: boolean;
+};
+
+const facts = new Map<string, RouteFacts>();
+const keyOf = (method: string, honoPath: string) => `${method.toUpperCase()} ${honoPath}`;
+
+/** Declares `routeFacts` for a route (`{ method, path }` as in createRoute, `{param}` style), and returns the route. */
+export function withFacts<R extends { method: string; path: string }>(route: R, routeFacts: RouteFacts): R {
+  facts.set(keyOf(route.method, route.path.replace(/\{([^}]+)\}/g, ':$1')), routeFacts);
+  return route;
+}
+
+/** The facts of the route this request matched, if any (usable in global middleware: routing is done). */
+export function factsOf(c: Context): RouteFacts | undefined {
+  const routes = matchedRoutes(c);
+  for (let i = routes.length - 1; i >= 0; i--) {
+    const route = routes[i]!;
+    if (route.method !== 'ALL') return facts.get(keyOf(route.method, route.path));
+  }
+  return undefined;
+}
+
+/** Every route that reads its own body: Bun.serve's own bound must sit above the largest. */
+export const ownBodyLimits = (config: Config) =>
+  [...facts.values()].flatMap((f) => [f.readsOwnBody?.(config) ?? 0, f.bodyLimit?.(config) ?? 0]);
