@@ -58,16 +58,16 @@ export function createApp({
     metrics.gauge('minato_queue_waiting', "Generations waiting in Minato's queue for a slot.", () => admission.queued);
     metrics.gauge('minato_generations_running', 'Generations holding a slot (sent to Ollama).', () => admission.running);
   }
-  mountRoutes(app, { ...deps, lifecycle });
+  const routes = mountRoutes(app, { ...deps, lifecycle });
   const notFound = (path: string) =>
     Response.json({ detail: `No route ${path}. The API reference is at /docs.`, code: 'not_found' }, { status: 404 });
 
-  const routes = routeTable(app);
+  const table = routeTable(app);
 
   app.notFound((c) => {
     // A reserved first segment (`/api`, `/v1`, …) is never the model of `GET /{model_name}`.
     const reserved = RESERVED_FIRST_SEGMENTS.has(c.req.path.split('/')[1] ?? '');
-    const allowed = routes
+    const allowed = table
       .filter((route) => route.pattern.test(c.req.path) && !(reserved && route.path === '/:model_name'))
       .map((route) => route.method);
     if (allowed.length > 0) {
@@ -95,9 +95,12 @@ export function createApp({
     if (error instanceof HTTPException) {
       // zod-openapi's own content-type gate on the vision routes answers 415 before the handler runs.
       if (error.status === 415) {
+        const chat = /^\/(stream\/)?chat\//.test(c.req.path);
         return c.json(
           {
-            detail: 'Send images as multipart/form-data (files in the field "images") or as application/json {"images": ["<base64>"]}.',
+            detail: chat
+              ? 'Send the conversation as application/json: {"messages": [{"role": "user", "content": "Hi"}]}.'
+              : 'Send images as multipart/form-data (files in the field "images") or as application/json {"images": ["<base64>"]}.',
             code: 'unsupported_media_type',
           },
           415,
@@ -109,5 +112,8 @@ export function createApp({
     return c.json({ detail: 'Internal error in Minato. It has been logged.', code: 'internal_error' }, 500);
   });
 
-  return app;
+  return routes;
 }
+
+/** The app's type, for typed calls with `hc<AppType>(url)` from `hono/client`. */
+export type AppType = ReturnType<typeof createApp>;

@@ -163,6 +163,8 @@ const EnvSchema = z.object({
   MINATO_MAX_URL_BYTES: bytes(64 * 1024),
   MINATO_MAX_HEADER_BYTES: bytes(16 * 1024),
   MINATO_MAX_BODY_BYTES: bytes(64 * 1024),
+  /** Chat bodies: a conversation with its images, parsed whole. */
+  MINATO_MAX_CHAT_BODY_BYTES: bytes(32 * 1024 * 1024),
   /** On SIGTERM/SIGINT: how long in-flight requests and streams may take to finish. */
   MINATO_SHUTDOWN_GRACE: number('a number of seconds from 0 to 3600 (e.g. 30 — not 30s)', { min: 0, max: 3600 }).default(30),
   /** One JSON line per request on stdout. */
@@ -199,6 +201,7 @@ export type Config = {
   maxUrlBytes: number;
   maxHeaderBytes: number;
   maxBodyBytes: number;
+  maxChatBodyBytes: number;
   shutdownGraceMs: number;
   logRequests: boolean;
 };
@@ -296,6 +299,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxUrlBytes: e.MINATO_MAX_URL_BYTES,
     maxHeaderBytes: e.MINATO_MAX_HEADER_BYTES,
     maxBodyBytes: e.MINATO_MAX_BODY_BYTES,
+    maxChatBodyBytes: e.MINATO_MAX_CHAT_BODY_BYTES,
     shutdownGraceMs: e.MINATO_SHUTDOWN_GRACE * 1000,
     logRequests: e.MINATO_LOG_REQUESTS,
   };

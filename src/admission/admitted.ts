@@ -1,4 +1,5 @@
-import type { Context } from 'hono';
+import type { Context, TypedResponse } from 'hono';
+import type { JSONParsed } from 'hono/utils/types';
 import { isTicket, type Slot, type Ticket } from './queue';
 import { ApiError, ClientGoneError } from '../http/errors';
 import type { StreamObserver } from '../observability/metrics';
@@ -59,18 +60,23 @@ async function slotOf(c: Context<AppEnv>, entry: Slot | Ticket): Promise<Slot> {
 }
 
 /** A synchronous answer inside a slot, released when the answer is over. */
-export async function admittedSync(
+export async function admittedSync<T extends object>(
   c: Context<AppEnv>,
   deps: Deps,
   model: string,
-  answer: () => Promise<Record<string, unknown>>,
-): Promise<Response> {
+  answer: () => Promise<T>,
+): Promise<TypedResponse<JSONParsed<T>, 200, 'json'>> {
   const slot = await slotOf(c, enter(c, deps, model));
   try {
-    // Serialised here rather than by c.json, so that the request log can say how many bytes it sent.
+    // Serialised here rather than by c.json, so that the request log can say how many bytes it
+    // sent; typed as what c.json would have returned, so that routes and hc<AppType> see the answer.
     const body = JSON.stringify(await answer());
     c.var.record.bytes = Buffer.byteLength(body);
-    return c.body(body, 200, { 'Content-Type': 'application/json', ...queueHeaders(slot) });
+    return c.body(body, 200, { 'Content-Type': 'application/json', ...queueHeaders(slot) }) as unknown as TypedResponse<
+      JSONParsed<T>,
+      200,
+      'json'
+    >;
   } finally {
     slot.release();
   }

@@ -32,13 +32,14 @@ export const RESERVED_FIRST_SEGMENTS = new Set([
   'metrics',
   'models_list',
   'stream',
+  'chat',
   'vision',
   'install',
   'favicon.ico',
 ]);
 
 /** Route prefixes after which the rest of the path is one model name (slashes included); longest first. */
-const MODEL_PREFIXES = ['/stream/vision/', '/stream/', '/vision/', '/install/'];
+const MODEL_PREFIXES = ['/stream/vision/', '/stream/chat/', '/stream/', '/vision/', '/chat/', '/install/'];
 
 /**
  * Hono routes on segments, so a model name with slashes would never match `/{model_name}`.

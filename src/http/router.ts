@@ -35,17 +35,26 @@ export const validationHook: Hook<unknown, AppEnv, string, unknown> = (result, c
   if (result.success) return;
   const target = (result as { target?: string }).target ?? 'query';
   const issues = (result.error as { issues: ZodIssueLike[] }).issues;
-  const detail = issues.map((issue) => {
+  // FastAPI's names: `path` for path parameters, `body` for a JSON body.
+  const where = target === 'param' ? 'path' : target === 'json' ? 'body' : target;
+  const detail = issues.flatMap((issue) => {
+    const path = issue.path.map((part) => (typeof part === 'number' ? part : String(part)));
+    // A field the body does not take (a typo, or `system` instead of a system message): one entry per field.
+    if (issue.code === 'unrecognized_keys') {
+      return ((issue as { keys?: string[] }).keys ?? []).map((key) => ({
+        loc: [where, ...path, key],
+        msg: 'Extra inputs are not permitted',
+        type: 'extra_forbidden',
+      }));
+    }
     const field = issue.path[0];
     const missing =
       issue.code === 'invalid_type' &&
       typeof field === 'string' &&
-      ((target === 'query' && c.req.query(field) === undefined) || (target === 'param' && !c.req.param(field)));
-    return {
-      loc: [target === 'param' ? 'path' : target, ...issue.path.map((part) => (typeof part === 'number' ? part : String(part)))],
-      msg: missing ? 'Field required' : issue.message,
-      type: missing ? 'missing' : issue.code,
-    };
+      ((target === 'query' && c.req.query(field) === undefined) ||
+        (target === 'param' && !c.req.param(field)) ||
+        (target === 'json' && /received undefined/.test(issue.message)));
+    return [{ loc: [where, ...path], msg: missing ? 'Field required' : issue.message, type: missing ? 'missing' : issue.code }];
   });
   return c.json({ detail, code: 'validation_error' }, 422);
 };

@@ -212,6 +212,15 @@ export async function upstreamError(response: Response, model?: string): Promise
       'model_not_found',
     );
   }
+  // A capability the model lacks (`… does not support tools`, `"x" does not support thinking`): name it.
+  const lacking = status === 400 ? /does not support (\w+)/.exec(message)?.[1] : undefined;
+  if (lacking !== undefined) {
+    return new ApiError(
+      400,
+      `Model '${model ?? '?'}' does not support ${lacking} (Ollama said: ${message}). Use a model that lists "${lacking}" among its capabilities, or leave that part of the request out.`,
+      'model_lacks_capability',
+    );
+  }
   if (status === 400) return new ApiError(400, `Ollama rejected the request: ${message}`, 'upstream_bad_request');
   if (status === 503) {
     return new ApiError(503, `Ollama is busy (${message}). Retry after a few seconds.`, 'upstream_busy', {

@@ -3,6 +3,7 @@ import { RESERVED_FIRST_SEGMENTS } from '../http/model-name';
 import type { AppRouter } from '../http/router';
 import type { Lifecycle } from '../lifecycle';
 import { createCapabilityLookup } from '../ollama/capabilities';
+import { chatRoutes } from './minato/chat';
 import { registerGenerateRoutes } from './minato/generate';
 import { registerInstallRoutes } from './minato/install';
 import { registerModelsRoutes } from './minato/models';
@@ -25,7 +26,10 @@ export function mountRoutes(app: AppRouter, deps: Deps & { lifecycle: Lifecycle 
   // Minato's own routes.
   registerModelsRoutes(app, deps);
   registerInstallRoutes(app, deps);
-  registerVisionRoutes(app, deps, createCapabilityLookup(ollama, config));
+  const capabilities = createCapabilityLookup(ollama, config);
+  registerVisionRoutes(app, deps, capabilities);
+  // Chained route modules carry their types into the app's (AppType, for hono/client).
+  const typed = app.route('/', chatRoutes(deps, capabilities));
   app.use('/:model_name', async (c, next) => {
     // `GET /api`, `GET /v1`, …: reserved names are routes (or kept for later), never models.
     if (c.req.method === 'GET' && RESERVED_FIRST_SEGMENTS.has(c.req.param('model_name'))) {
@@ -34,4 +38,5 @@ export function mountRoutes(app: AppRouter, deps: Deps & { lifecycle: Lifecycle 
     await next();
   });
   registerGenerateRoutes(app, deps);
+  return typed;
 }

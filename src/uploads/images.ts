@@ -189,10 +189,10 @@ export async function readBodyLimited(request: Request, limit: number, overLimit
 const invalid = (loc: (string | number)[], msg: string, type = 'value_error') =>
   new ApiError(422, msg, 'validation_error', {}, [{ loc, msg, type }]);
 
-const unsupported = (index: number) =>
+const unsupported = (index: number | string) =>
   new ApiError(
     415,
-    `images[${index}] is not a complete PNG, JPEG, GIF, WebP or BMP image header (checked from its bytes, not its declared type).`,
+    `${typeof index === 'number' ? `images[${index}]` : index} is not a complete PNG, JPEG, GIF, WebP or BMP image header (checked from its bytes, not its declared type).`,
     'unsupported_image',
   );
 
@@ -215,6 +215,38 @@ function base64Image(text: Base64Text, index: number): ImageSource {
   const head = text.head(IMAGE_HEAD_BYTES);
   if (!imageInfo(head, Math.floor((text.length * 3) / 4))) throw unsupported(index);
   return { base64: text.pieces, padding };
+}
+
+const DATA_URL_HEAD = /^data:[^,;]*(;[^,]*)?;base64,/i;
+
+/**
+ * One image given as a string (a chat message's `images`): standard or URL-safe base64, or a
+ * `data:` URL (prefix stripped: Ollama rejects it), checked as the vision routes check theirs.
+ * Returns the standard base64 Ollama requires. `loc` names it in errors.
+ */
+export function checkedBase64Image(value: string, loc: (string | number)[], config: Config): string {
+  const where = loc
+    .slice(1)
+    .reduce<string>((text, part) => (typeof part === 'number' ? `${text}[${part}]` : text ? `${text}.${part}` : String(part)), '');
+  let text = value;
+  if (text.startsWith('data:')) {
+    const head = DATA_URL_HEAD.exec(text.slice(0, 256));
+    if (!head) throw invalid(loc, 'A data: URL image must be base64 (data:image/png;base64,...)');
+    text = text.slice(head[0].length);
+  }
+  const base64 = new Base64Text(maxBase64Chars(config));
+  let padding: string;
+  try {
+    base64.push(Buffer.from(text, 'latin1'));
+    padding = base64.finish();
+  } catch (error) {
+    if (error instanceof TooLong) {
+      throw new ApiError(413, `${where} is larger than ${config.maxImageBytes} bytes (MINATO_MAX_IMAGE_BYTES).`, 'image_too_large');
+    }
+    throw invalid(loc, `Input should be base64-encoded image bytes or a data: URL: ${(error as Error).message}`);
+  }
+  if (!imageInfo(base64.head(IMAGE_HEAD_BYTES), Math.floor((base64.length * 3) / 4))) throw unsupported(where);
+  return Buffer.concat(base64.pieces).toString('latin1') + padding;
 }
 
 /** The images of a JSON body, `{"images": ["<base64 or data: URL>", ...]}`, read as a stream (see JsonImagesReader). */

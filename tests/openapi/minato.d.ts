@@ -134,6 +134,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/chat/{model_name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Continue a conversation (waits for the whole answer)
+         * @description Sends the conversation to Ollama's `/api/chat` and answers with the assistant's message (its text also as `response`), its thinking and tool calls when there are any, and Ollama's statistics. An empty `messages` list only loads the model.
+         */
+        post: operations["chat"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stream/chat/{model_name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Continue a conversation, streamed
+         * @description As `POST /chat/{model_name}`, streamed with the same `Accept` negotiation as `GET /stream/{model_name}`: Ollama's NDJSON chat lines (bytes unchanged), SSE, or bare text.
+         *
+         *     **In /docs** the answer appears only once the stream has ended (as `text/plain`, the first media type; pick another under *Responses*). To watch it arrive token by token: `curl -N -H 'Content-Type: application/json' -d '{"messages":[{"role":"user","content":"Hi"}]}' http://127.0.0.1:8000/stream/chat/llama3.2`.
+         */
+        post: operations["streamChat"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/stream/{model_name}": {
         parameters: {
             query?: never;
@@ -363,6 +405,169 @@ export interface components {
              * @example 4709213000
              */
             eval_duration?: number;
+        };
+        /**
+         * @example {
+         *       "model": "llama3.2",
+         *       "created_at": "2026-08-21T08:52:23.499127Z",
+         *       "response": "The sky is blue because of Rayleigh scattering.",
+         *       "message": {
+         *         "role": "assistant",
+         *         "content": "The sky is blue because of Rayleigh scattering."
+         *       },
+         *       "done": true,
+         *       "done_reason": "stop",
+         *       "total_duration": 4883583458,
+         *       "load_duration": 1334875,
+         *       "prompt_eval_count": 26,
+         *       "prompt_eval_duration": 342546000,
+         *       "eval_count": 282,
+         *       "eval_duration": 4535599000
+         *     }
+         */
+        ChatAnswer: {
+            model: string;
+            created_at: string;
+            /** @description The assistant's text (the same as `message.content`), as Minato's other routes answer. */
+            response: string;
+            message: {
+                /** @enum {string} */
+                role: "assistant";
+                content: string;
+                thinking?: string;
+                tool_calls?: components["schemas"]["ToolCall"][];
+            };
+            done: boolean;
+            /**
+             * @description `stop`, `length`, `load` or `unload`.
+             * @example stop
+             */
+            done_reason?: string;
+            /** @description Nanoseconds. */
+            total_duration?: number;
+            /** @description Nanoseconds. */
+            load_duration?: number;
+            prompt_eval_count?: number;
+            /** @description Nanoseconds. */
+            prompt_eval_duration?: number;
+            /** @description Tokens generated. */
+            eval_count?: number;
+            /** @description Nanoseconds. */
+            eval_duration?: number;
+        };
+        ToolCall: {
+            /** @description Set by Ollama (`call_…`); send it back as it came. */
+            id?: string;
+            function: {
+                index?: number;
+                name: string;
+                /** @description A JSON object (not a string, unlike OpenAI). */
+                arguments: {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        ChatRequest: {
+            /** @description The conversation so far, oldest first. An empty list only loads the model (`done_reason: "load"`): the way to warm it up. */
+            messages: components["schemas"]["ChatMessage"][];
+            /** @description Functions the model may call (it needs the `tools` capability). */
+            tools?: components["schemas"]["Tool"][];
+            /** @description `"json"`, or a JSON Schema object the answer must follow; passed to Ollama unchanged. */
+            format?: "json" | {
+                [key: string]: unknown;
+            };
+            /** @description Thinking for models that can (`thinking` capability): true, false, or an effort level. */
+            think?: boolean | ("low" | "medium" | "high" | "max");
+            /** @description How long the model stays loaded after this answer: seconds (`300`, `-1`, `0`) or a duration (`5m`). */
+            keep_alive?: number | string;
+            /** @description Accepted and forwarded, but current Ollama ignores it. */
+            numa?: boolean;
+            /** @description Accepted and forwarded, but current Ollama ignores it. */
+            low_vram?: boolean;
+            /**
+             * @description Context window in tokens. Changing it reloads the model. Example: `8192`.
+             * @example 8192
+             */
+            num_ctx?: number;
+            /**
+             * @description Tokens kept when the context shifts (-1: all). Example: `4`.
+             * @example 4
+             */
+            num_keep?: number;
+            /**
+             * @description Prompt batch size. Changing it reloads the model. Example: `512`.
+             * @example 512
+             */
+            num_batch?: number;
+            /**
+             * @description Random seed. Example: `21`.
+             * @example 21
+             */
+            seed?: number;
+            /**
+             * @description Sampling temperature from 0 (deterministic) to 1. Example: `0.7`.
+             * @example 0.7
+             */
+            temperature?: number;
+            /**
+             * @description Most tokens to generate (-1: until a stop). Example: `256`.
+             * @example 256
+             */
+            num_predict?: number;
+            /**
+             * @description Sample only from the k most likely tokens. Example: `40`.
+             * @example 40
+             */
+            top_k?: number;
+            /**
+             * @description Nucleus sampling. Example: `0.9`.
+             * @example 0.9
+             */
+            top_p?: number;
+            /**
+             * @description Drop tokens less likely than min_p times the most likely one. Example: `0.05`.
+             * @example 0.05
+             */
+            min_p?: number;
+            /**
+             * @description Penalty for repeated tokens (1: none). Example: `1.1`.
+             * @example 1.1
+             */
+            repeat_penalty?: number;
+            /**
+             * @description A stop sequence, or a list of them. Example: `["\n\n"]`.
+             * @example [
+             *       "\n\n"
+             *     ]
+             */
+            stop?: string | string[];
+        };
+        ChatMessage: {
+            /** @enum {string} */
+            role: "system" | "user" | "assistant" | "tool";
+            /** @description The text of the message (may be empty, e.g. an assistant turn with tool calls). */
+            content: string;
+            /** @description Images for a vision model: base64 (standard or URL-safe) or `data:image/...;base64,` URLs. Checked by their bytes; they count against MINATO_MAX_IMAGES and MINATO_MAX_IMAGE_BYTES. */
+            images?: string[];
+            /** @description An assistant turn's tool calls, sent back as they came. */
+            tool_calls?: components["schemas"]["ToolCall"][];
+            /** @description On a `tool` message: the tool whose result `content` is. */
+            tool_name?: string;
+            tool_call_id?: string;
+            /** @description An assistant turn's thinking, sent back as it came (optional). */
+            thinking?: string;
+        };
+        Tool: {
+            /** @enum {string} */
+            type: "function";
+            function: {
+                name: string;
+                description?: string;
+                /** @description A JSON Schema of the arguments. */
+                parameters?: {
+                    [key: string]: unknown;
+                };
+            };
         };
     };
     responses: never;
@@ -1328,6 +1533,470 @@ export interface operations {
                      * @example {
                      *       "detail": "images[0] is not a complete PNG, JPEG, GIF, WebP or BMP image header (checked from its bytes, not its declared type).",
                      *       "code": "unsupported_image"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A parameter is missing, of the wrong type or out of range. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Rate limit of 600 requests per minute reached for key alice. Retry after 1 s.",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request headers are larger than MINATO_MAX_HEADER_BYTES. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request headers take 20000 bytes; the limit is 16384 (MINATO_MAX_HEADER_BYTES).",
+                     *       "code": "headers_too_large"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Ollama is unreachable, dropped the connection, refused the request, failed, or something other than Ollama answered at OLLAMA_HOST. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Cannot reach Ollama at http://127.0.0.1:11434 (ECONNREFUSED). Check that Ollama is running and that OLLAMA_HOST points at it.",
+                     *       "code": "upstream_unreachable"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Minato's queue for generations is full or the wait passed MINATO_QUEUE_TIMEOUT (`queue_full`, `queue_timeout`), Minato is shutting down (`shutting_down`), or Ollama's own queue is full (`upstream_busy`); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Minato is at capacity: 128 requests are already waiting (MINATO_MAX_QUEUE=128). Retry after the number of seconds in Retry-After.",
+                     *       "code": "queue_full"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Ollama sent nothing before the first-byte deadline. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Ollama sent no answer within 300 s (MINATO_FIRST_BYTE_TIMEOUT). A model may still be loading, or Ollama is busy with other requests: retry, or raise MINATO_FIRST_BYTE_TIMEOUT.",
+                     *       "code": "upstream_timeout"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    chat: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description An Ollama model name with optional tag, namespace and host: `llama3.2`, `llama3.2:3b`, `library/llama3.2`, `hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M`. Slashes may be sent raw or percent-encoded (`%2F`). */
+                model_name: string;
+            };
+            cookie?: never;
+        };
+        /** @description The conversation and options. Only `messages` is required; a field left out is not sent to Ollama. The body is at most MINATO_MAX_CHAT_BODY_BYTES. */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "messages": [
+                 *         {
+                 *           "role": "user",
+                 *           "content": "Why is the sky blue?"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["ChatRequest"];
+            };
+        };
+        responses: {
+            /** @description The assistant's answer. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatAnswer"];
+                };
+            };
+            /** @description A capability the model lacks (`tools`, `thinking`, or `vision` for images), or Ollama rejected the request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Model 'llama3.2' does not support thinking (Ollama said: \"llama3.2\" does not support thinking). Use a model that lists \"thinking\" among its capabilities, or leave that part of the request out.",
+                     *       "code": "model_lacks_capability"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.",
+                     *       "code": "unauthorized"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the "generate" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key alice may not generate answers and list models: that needs a key with the \"generate\" scope in MINATO_API_KEYS (admin keys have it too).",
+                     *       "code": "forbidden"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The model is not installed; install it with `POST /install/{model_name}`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Model 'llama3.2' is not installed in Ollama. Install it with POST /install/llama3.2 (Ollama said: model 'llama3.2' not found)",
+                     *       "code": "model_not_found"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is over MINATO_MAX_CHAT_BODY_BYTES, too many images, or an image over MINATO_MAX_IMAGE_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The body is 40000000 bytes; this route takes at most 33554432.",
+                     *       "code": "body_too_large"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL is longer than MINATO_MAX_URL_BYTES. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The URL is 70000 bytes long; the limit is 65536 (MINATO_MAX_URL_BYTES). Long prompts: shorten them, or raise the limit.",
+                     *       "code": "uri_too_long"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON, or an image is not a PNG, JPEG, GIF, WebP or BMP. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Send the conversation as application/json: {\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}.",
+                     *       "code": "unsupported_media_type"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A parameter is missing, of the wrong type or out of range. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The key's rate limit is reached, or too many wrong keys came from this address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Rate limit of 600 requests per minute reached for key alice. Retry after 1 s.",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request headers are larger than MINATO_MAX_HEADER_BYTES. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request headers take 20000 bytes; the limit is 16384 (MINATO_MAX_HEADER_BYTES).",
+                     *       "code": "headers_too_large"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Ollama is unreachable, dropped the connection, refused the request, failed, or something other than Ollama answered at OLLAMA_HOST. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Cannot reach Ollama at http://127.0.0.1:11434 (ECONNREFUSED). Check that Ollama is running and that OLLAMA_HOST points at it.",
+                     *       "code": "upstream_unreachable"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Minato's queue for generations is full or the wait passed MINATO_QUEUE_TIMEOUT (`queue_full`, `queue_timeout`), Minato is shutting down (`shutting_down`), or Ollama's own queue is full (`upstream_busy`); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Minato is at capacity: 128 requests are already waiting (MINATO_MAX_QUEUE=128). Retry after the number of seconds in Retry-After.",
+                     *       "code": "queue_full"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Ollama sent nothing before the first-byte deadline. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Ollama sent no answer within 300 s (MINATO_FIRST_BYTE_TIMEOUT). A model may still be loading, or Ollama is busy with other requests: retry, or raise MINATO_FIRST_BYTE_TIMEOUT.",
+                     *       "code": "upstream_timeout"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    streamChat: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description An Ollama model name with optional tag, namespace and host: `llama3.2`, `llama3.2:3b`, `library/llama3.2`, `hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M`. Slashes may be sent raw or percent-encoded (`%2F`). */
+                model_name: string;
+            };
+            cookie?: never;
+        };
+        /** @description The conversation and options. Only `messages` is required; a field left out is not sent to Ollama. The body is at most MINATO_MAX_CHAT_BODY_BYTES. */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "messages": [
+                 *         {
+                 *           "role": "user",
+                 *           "content": "Why is the sky blue?"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["ChatRequest"];
+            };
+        };
+        responses: {
+            /** @description The answer, streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                    /**
+                     * @example {
+                     *       "model": "llama3.2",
+                     *       "created_at": "2026-08-21T08:52:19.385406Z",
+                     *       "response": "The",
+                     *       "done": false
+                     *     }
+                     */
+                    "application/x-ndjson": components["schemas"]["StreamLine"];
+                    "text/event-stream": string;
+                };
+            };
+            /** @description A capability the model lacks (`tools`, `thinking`, or `vision` for images), or Ollama rejected the request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Model 'llama3.2' does not support thinking (Ollama said: \"llama3.2\" does not support thinking). Use a model that lists \"thinking\" among its capabilities, or leave that part of the request out.",
+                     *       "code": "model_lacks_capability"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No API key, or not a valid one. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.",
+                     *       "code": "unauthorized"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the "generate" scope; or, without keys configured, the request was addressed to a host name that is not this machine's or sent from another site's page. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key alice may not generate answers and list models: that needs a key with the \"generate\" scope in MINATO_API_KEYS (admin keys have it too).",
+                     *       "code": "forbidden"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The model is not installed; install it with `POST /install/{model_name}`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Model 'llama3.2' is not installed in Ollama. Install it with POST /install/llama3.2 (Ollama said: model 'llama3.2' not found)",
+                     *       "code": "model_not_found"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is over MINATO_MAX_CHAT_BODY_BYTES, too many images, or an image over MINATO_MAX_IMAGE_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The body is 40000000 bytes; this route takes at most 33554432.",
+                     *       "code": "body_too_large"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The URL is longer than MINATO_MAX_URL_BYTES. */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The URL is 70000 bytes long; the limit is 65536 (MINATO_MAX_URL_BYTES). Long prompts: shorten them, or raise the limit.",
+                     *       "code": "uri_too_long"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not JSON, or an image is not a PNG, JPEG, GIF, WebP or BMP. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "Send the conversation as application/json: {\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}.",
+                     *       "code": "unsupported_media_type"
                      *     }
                      */
                     "application/json": components["schemas"]["Error"];

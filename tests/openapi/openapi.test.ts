@@ -33,11 +33,13 @@ describe('GET /openapi.json', () => {
     expect(doc.servers[0]!.url).toBe('/');
     expect(Object.keys(doc.paths).sort()).toEqual(
       [
+        '/chat/{model_name}',
         '/health',
         '/install/{model_name}',
         '/metrics',
         '/models_list/',
         '/ready',
+        '/stream/chat/{model_name}',
         '/stream/vision/{model_name}',
         '/stream/{model_name}',
         '/vision/{model_name}',

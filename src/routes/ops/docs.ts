@@ -38,6 +38,7 @@ export const OPENAPI_INFO = {
   // Every operation declares its own requirement (a scope, or none when its path is public).
   tags: [
     { name: 'Generate', description: 'Text answers, whole or streamed.' },
+    { name: 'Chat', description: 'Conversations: history, tools, structured output, images, thinking.' },
     { name: 'Vision', description: 'Answers about images.' },
     { name: 'Models', description: 'Installed models and installing more.' },
     { name: 'Operations', description: 'Liveness and readiness probes, metrics.' },

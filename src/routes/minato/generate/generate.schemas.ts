@@ -212,9 +212,11 @@ export const streamContent = {
   },
 };
 
-/** Said on every streamed operation: /docs shows a stream only once it has ended. */
-export const STREAM_DOCS_NOTE =
-  "\n\n**In /docs** the answer appears only once the stream has ended (as `text/plain`, the first media type; pick another under *Responses*). To watch it arrive token by token: `curl -N 'http://127.0.0.1:8000/stream/llama3.2?message=Why%20is%20the%20sky%20blue%3F'`.";
+/** Said on every streamed operation: /docs shows a stream only once it has ended, and curl shows it live. */
+export const streamDocsNote = (curl: string) =>
+  `\n\n**In /docs** the answer appears only once the stream has ended (as \`text/plain\`, the first media type; pick another under *Responses*). To watch it arrive token by token: \`${curl}\`.`;
+
+export const STREAM_DOCS_NOTE = streamDocsNote("curl -N 'http://127.0.0.1:8000/stream/llama3.2?message=Why%20is%20the%20sky%20blue%3F'");
 
 /** The query parameters the generation routes read; others are accepted but ignored (see warnUnknownQuery). */
 export const GENERATION_PARAMS: ReadonlySet<string> = new Set(Object.keys(GenerationQuery.shape));
