@@ -7,12 +7,65 @@ beforeAll(() => {
   o = startOllamaDouble([
     { name: 'llama3.2', tokens: ['a<b', '&c'] },
     { name: 'llava', capabilities: ['completion', 'vision'] },
+    { name: 'tooly', capabilities: ['completion', 'tools'], toolCalls: [{ name: 'get_weather', arguments: { city: 'Tokyo' } }] },
+    { name: 'thinker', capabilities: ['completion', 'thinking'], thinking: ['hm'], tokens: ['ok'] },
   ]);
 });
 afterAll(() => o.close());
 
 const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
   fetch(`${o.url}${path}`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), headers });
+
+describe('Ollama test double: /api/chat (ollama-api.md section 2)', () => {
+  const ndjson = async (response: Response) =>
+    (await response.text())
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+
+  test('streams message chunks, then a final line with an empty message and statistics (no context)', async () => {
+    const lines = await ndjson(await post('/api/chat', { model: 'llama3.2', messages: [{ role: 'user', content: 'hi' }] }));
+    expect(lines[0]).toMatchObject({ model: 'llama3.2', message: { role: 'assistant', content: 'a<b' }, done: false });
+    expect(lines.at(-1)).toMatchObject({ message: { role: 'assistant', content: '' }, done: true, done_reason: 'stop', eval_count: 2 });
+    expect(lines.at(-1)).not.toHaveProperty('context');
+  });
+
+  test('an empty or absent history is the load answer; a missing model is 400 (unlike generate)', async () => {
+    const load = await post('/api/chat', { model: 'llama3.2', messages: [] });
+    expect(load.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect((await load.json()) as object).toMatchObject({ done: true, done_reason: 'load', message: { role: 'assistant', content: '' } });
+    const missing = await post('/api/chat', { messages: [] });
+    expect(missing.status).toBe(400);
+    expect((await missing.json()) as object).toEqual({ error: 'model is required' });
+  });
+
+  test('tool calls arrive in one chunk with empty content, ids call_ + 8 characters, arguments an object', async () => {
+    const tools = [{ type: 'function', function: { name: 'get_weather' } }];
+    const lines = await ndjson(await post('/api/chat', { model: 'tooly', messages: [{ role: 'user', content: 'w?' }], tools }));
+    const calls = lines.filter((line) => line.message?.tool_calls);
+    expect(calls).toHaveLength(1);
+    expect(calls[0].message.content).toBe('');
+    expect(calls[0].message.tool_calls[0]).toEqual({
+      id: expect.stringMatching(/^call_[a-z0-9]{8}$/),
+      function: { index: 0, name: 'get_weather', arguments: { city: 'Tokyo' } },
+    });
+    const refused = await post('/api/chat', { model: 'llama3.2', messages: [{ role: 'user', content: 'w?' }], tools });
+    expect(refused.status).toBe(400);
+    expect((await refused.json()) as object).toEqual({ error: 'registry.ollama.ai/library/llama3.2:latest does not support tools' });
+  });
+
+  test('thinking chunks come first; think on a model without the capability, or a bad value, is a 400', async () => {
+    const lines = await ndjson(await post('/api/chat', { model: 'thinker', messages: [{ role: 'user', content: 'x' }] }));
+    expect(lines[0].message).toEqual({ role: 'assistant', content: '', thinking: 'hm' });
+    expect(lines[1].message.content).toBe('ok');
+    const whole = await post('/api/chat', { model: 'thinker', messages: [{ role: 'user', content: 'x' }], stream: false });
+    expect(((await whole.json()) as { message: object }).message).toEqual({ role: 'assistant', content: 'ok', thinking: 'hm' });
+    const no = await post('/api/chat', { model: 'llama3.2', messages: [{ role: 'user', content: 'x' }], think: true });
+    expect((await no.json()) as object).toEqual({ error: '"llama3.2" does not support thinking' });
+    const bad = await post('/api/chat', { model: 'thinker', messages: [{ role: 'user', content: 'x' }], think: 'extreme' });
+    expect(bad.status).toBe(400);
+  });
+});
 
 describe('Ollama test double', () => {
   test('streams NDJSON with Go escaping, and a final done line with statistics', async () => {

@@ -1,0 +1,50 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { hc } from 'hono/client';
+import type { AppType } from '../../src/app';
+import { type Harness, startHarness } from '../helpers';
+
+// hono/client typed from the app itself: tsc checks these calls (bunx tsc --noEmit covers tests/),
+// and the test runs them against the real server.
+let h: Harness;
+const KEY = 'typed-client-key-0123456789';
+beforeAll(() => {
+  h = startHarness({ MINATO_API_KEYS: KEY });
+});
+afterAll(() => h.close());
+
+describe('hc<AppType>() from hono/client', () => {
+  test('a chat call is typed: its JSON body on the way in, its answer on the way out', async () => {
+    const client = hc<AppType>(h.url, { headers: { 'X-API-Key': KEY } });
+    const response = await client.chat[':model_name'].$post({
+      param: { model_name: 'llama3.2' },
+      json: { messages: [{ role: 'user', content: 'Why is the sky blue?' }], temperature: 0.2 },
+    });
+    expect(response.status).toBe(200);
+    if (response.status !== 200) return;
+    const answer = await response.json();
+    // Typed fields: a typo here (answer.respons) fails the type check.
+    const text: string = answer.response;
+    const role: 'assistant' = answer.message.role;
+    const tokens: number | undefined = answer.eval_count;
+    expect({ text, role, tokens }).toEqual({ text: 'The sky is blue.', role: 'assistant', tokens: 5 });
+  });
+
+  test('the streamed route is reachable the same way; its body is read as a stream', async () => {
+    const client = hc<AppType>(h.url, { headers: { 'X-API-Key': KEY } });
+    const response = await client.stream.chat[':model_name'].$post(
+      { param: { model_name: 'llama3.2' }, json: { messages: [{ role: 'user', content: 'Hi' }] } },
+      { headers: { Accept: 'text/plain' } },
+    );
+    expect(await response.text()).toBe('The sky is blue.');
+  });
+});
+
+// Compile-time checks: a body that does not match the route's schema does not type-check.
+async function _typeErrors() {
+  const client = hc<AppType>('http://127.0.0.1:8000');
+  // @ts-expect-error: `messages` is required
+  await client.chat[':model_name'].$post({ param: { model_name: 'x' }, json: {} });
+  // @ts-expect-error: a role the API does not have
+  await client.chat[':model_name'].$post({ param: { model_name: 'x' }, json: { messages: [{ role: 'robot', content: 'x' }] } });
+}
+void _typeErrors;
