@@ -11,7 +11,12 @@ export const TINY_PNG = Buffer.from(
 );
 
 export const DEFAULT_MODELS: DoubleModel[] = [
-  { name: 'llama3.2', tokens: ['The', ' sky', ' is', ' blue', '.'] },
+  {
+    name: 'llama3.2',
+    capabilities: ['completion', 'tools'],
+    tokens: ['The', ' sky', ' is', ' blue', '.'],
+    toolCalls: [{ name: 'get_weather', arguments: { city: 'Tokyo' } }],
+  },
   { name: 'llava', capabilities: ['completion', 'vision'], tokens: ['A', ' cat', '.'] },
   { name: 'hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M', tokens: ['Hi', '!'] },
   { name: 'nomic-embed-text', capabilities: ['embedding'] },

@@ -1,4 +1,5 @@
 import type { Deps } from '../deps';
+import type { ChatResult, Statistics, ToolCall } from './answers';
 import { ApiError } from '../http/errors';
 import type { StreamObserver } from '../observability/metrics';
 import type { StreamFormat } from '../streaming/ndjson';
@@ -7,8 +8,6 @@ import { type UpstreamCall, upstreamError } from './client';
 
 /** The body of Ollama's `POST /api/chat`, holding only what the client set. */
 export type ChatBody = { model: string; messages: unknown[] } & Record<string, unknown>;
-
-type ToolCall = Record<string, unknown>;
 
 /** Starts a streamed `/api/chat` and turns any non-2xx answer into the client-facing error. */
 async function startChat({ config, ollama }: Deps, body: ChatBody, signal: AbortSignal): Promise<UpstreamCall> {
@@ -27,7 +26,7 @@ async function startChat({ config, ollama }: Deps, body: ChatBody, signal: Abort
  * everything else from the final line), so a long answer is bounded by the idle deadline between
  * tokens, and a client that leaves stops it at once.
  */
-export async function chatSync(deps: Deps, body: ChatBody, signal: AbortSignal): Promise<Record<string, unknown>> {
+export async function chatSync(deps: Deps, body: ChatBody, signal: AbortSignal): Promise<ChatResult> {
   const call = await startChat(deps, body, signal);
   let content = '';
   let thinking = '';
@@ -43,10 +42,9 @@ export async function chatSync(deps: Deps, body: ChatBody, signal: AbortSignal):
   });
   if (!final) throw new ApiError(502, 'Ollama closed the connection before the answer was complete. Retry the request.', 'upstream_error');
   deps.metrics?.generation(body.model, final.eval_count, final.eval_duration);
-  const { message: _last, ...statistics } = final;
+  const { message: _last, ...statistics } = final as Statistics & { message?: unknown };
   return {
-    model: statistics.model,
-    created_at: statistics.created_at,
+    ...statistics,
     response: content,
     message: {
       role: 'assistant',
@@ -54,7 +52,6 @@ export async function chatSync(deps: Deps, body: ChatBody, signal: AbortSignal):
       ...(thinking !== '' && { thinking }),
       ...(toolCalls.length > 0 && { tool_calls: toolCalls }),
     },
-    ...statistics,
   };
 }
 

@@ -4,6 +4,7 @@ import type { StreamObserver } from '../observability/metrics';
 import type { StreamFormat } from '../streaming/ndjson';
 import { type UpstreamCall, upstreamError } from './client';
 import type { Deps } from '../deps';
+import type { GenerateResult, Statistics } from './answers';
 import { answerIdle, consumeNdjson, streamResponse } from '../streaming/relay';
 
 type GenerateBody = { model: string; stream: boolean; images?: ImageSource[] } & Record<string, unknown>;
@@ -32,7 +33,7 @@ const isSingleObject = (response: Response) => (response.headers.get('content-ty
  * final line), so that a long generation is bounded by the idle deadline between tokens rather
  * than by one deadline for the whole answer, and a client that leaves stops it at once.
  */
-export async function answerSync(deps: Deps, body: GenerateBody, signal: AbortSignal): Promise<Record<string, unknown>> {
+export async function answerSync(deps: Deps, body: GenerateBody, signal: AbortSignal): Promise<GenerateResult> {
   const call = await startGeneration(deps, body, signal);
   // Read as NDJSON whatever the Content-Type: the single object of a model load is one line too.
   let text = '';
@@ -49,7 +50,7 @@ export async function answerSync(deps: Deps, body: GenerateBody, signal: AbortSi
   // `context` (the prompt's and answer's token ids) is left out: Ollama has deprecated it, no route
   // of Minato takes it back, and it can be thousands of numbers. Streams relay Ollama's bytes as they are.
   const { context: _context, ...statistics } = final;
-  return { ...statistics, response: text, ...(thinking !== '' && { thinking }) };
+  return { ...(statistics as Statistics), response: text, ...(thinking !== '' && { thinking }) };
 }
 
 /** The streamed answer: Ollama's lines relayed as they come, in the negotiated format. */

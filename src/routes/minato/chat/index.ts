@@ -10,7 +10,7 @@ import { type ChatBody, chatStream, chatSync } from '../../../ollama/chat';
 import { negotiateStreamFormat } from '../../../streaming/ndjson';
 import { checkedBase64Image } from '../../../uploads/images';
 import { chatStreamRoute, chatSyncRoute } from './chat.routes';
-import { CHAT_OPTION_KEYS, type ChatAnswer, type ChatRequest } from './chat.schemas';
+import { CHAT_OPTION_KEYS, type ChatRequest } from './chat.schemas';
 
 /**
  * Ollama's `/api/chat` body from Minato's: messages (their images checked and in the standard
@@ -76,7 +76,7 @@ export function chatRoutes(deps: Deps, capabilitiesOf: CapabilityLookup) {
     .openapi(secured(config, { ...chatSyncRoute, middleware: [allowLongWait] }, 'generate'), async (c) => {
       const { model_name } = c.req.valid('param');
       const body = await prepare(c, model_name, c.req.valid('json'));
-      return admittedSync(c, deps, model_name, () => chatSync(deps, body, c.req.raw.signal) as Promise<ChatAnswer>);
+      return admittedSync(c, deps, model_name, () => chatSync(deps, body, c.req.raw.signal));
     })
     .openapi(secured(config, { ...chatStreamRoute, middleware: [allowLongWait] }, 'generate'), async (c) => {
       const { model_name } = c.req.valid('param');

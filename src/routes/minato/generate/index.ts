@@ -28,12 +28,12 @@ export function registerGenerateRoutes(app: AppRouter, deps: Deps) {
     const format = negotiateStreamFormat(c.req.header('accept'));
     if (format === 'sse' && isEventSourceReconnect(c.req)) return c.body(null, 204);
     const body = toGenerateRequest(model_name, c.req.valid('query'));
-    return admittedStream(c, deps, model_name, format, (observe) => answerStream(deps, body, c.req.raw.signal, format, observe)) as never;
+    return admittedStream(c, deps, model_name, format, (observe) => answerStream(deps, body, c.req.raw.signal, format, observe));
   });
 
   app.openapi(secured(config, { ...generateSync, middleware: [noHead, allowLongWait, unknownQuery] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const body = toGenerateRequest(model_name, c.req.valid('query'));
-    return admittedSync(c, deps, model_name, () => answerSync(deps, body, c.req.raw.signal)) as never;
+    return admittedSync(c, deps, model_name, () => answerSync(deps, body, c.req.raw.signal));
   });
 }

@@ -44,7 +44,7 @@ export function registerInstallRoutes(app: AppRouter, deps: Deps) {
     const format = progressFormat(c.req.header('accept'));
     if (format) {
       const isFinal = (line: Record<string, unknown>) => line.status === 'success';
-      return streamResponse(pullIdle(deps.config), call, body, format, isFinal, c.var.observeStream) as never;
+      return streamResponse(pullIdle(deps.config), call, body, format, isFinal, c.var.observeStream);
     }
 
     let last: Record<string, unknown> | undefined;

@@ -48,9 +48,7 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
     await checkVision(c, model_name);
     const request = await withImages(c, model_name, query);
     const format = negotiateStreamFormat(c.req.header('accept'));
-    return admittedStream(c, deps, model_name, format, (observe) =>
-      answerStream(deps, request, c.req.raw.signal, format, observe),
-    ) as never;
+    return admittedStream(c, deps, model_name, format, (observe) => answerStream(deps, request, c.req.raw.signal, format, observe));
   });
 
   app.openapi(secured(config, { ...visionSync, middleware: [allowLongWait, unknownQuery] }, 'generate'), async (c) => {
@@ -58,7 +56,7 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
     const query = c.req.valid('query');
     await checkVision(c, model_name);
     const request = await withImages(c, model_name, query);
-    return admittedSync(c, deps, model_name, () => answerSync(deps, request, c.req.raw.signal)) as never;
+    return admittedSync(c, deps, model_name, () => answerSync(deps, request, c.req.raw.signal));
   });
 }
 
