@@ -1,5 +1,7 @@
 import { HTTPException } from 'hono/http-exception';
-import { ApiError, ClientGoneError, errorBody } from './http/errors';
+import { ApiError, ClientGoneError } from './http/errors';
+import { errorPayload } from './http/render-error';
+import { factsOf } from './http/route-facts';
 import { RESERVED_FIRST_SEGMENTS } from './http/model-name';
 import { createMetrics } from './observability/metrics';
 import { type AppRouter, createRouter } from './http/router';
@@ -88,7 +90,8 @@ export function createApp({
     if (error instanceof ApiError) {
       c.var.record.errorCode = error.code;
       if (error.code.startsWith('upstream_')) metrics?.upstreamError(error.code.slice('upstream_'.length));
-      const body = JSON.stringify(errorBody(error));
+      // Rendered in the dialect of the route the request was for (Minato's, Ollama's or OpenAI's).
+      const body = JSON.stringify(errorPayload(factsOf(c)?.surface ?? 'minato', error));
       c.var.record.bytes = Buffer.byteLength(body);
       return c.body(body, error.statusCode, { ...error.headers, 'Content-Type': 'application/json' });
     }

@@ -25,8 +25,6 @@ export class ClientGoneError extends Error {
   }
 }
 
-export const errorBody = (error: ApiError) => ({ detail: error.validationDetail ?? error.detail, code: error.code });
-
 /** A network error's gist, without Bun's "For more information, pass `verbose: true`…" advice. */
 export function networkErrorText(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);

@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import { matchedRoutes } from 'hono/route';
 import type { Config } from '../config';
+import type { Surface } from './render-error';
 
 /**
  * What global middleware needs to know about the route a request is for, declared with the route
@@ -16,6 +17,8 @@ export type RouteFacts = {
   bodyLimit?: (config: Config) => number;
   /** Still answers while Minato drains for shutdown (probes and metrics). */
   duringDrain?: boolean;
+  /** The API dialect its errors are rendered in (default Minato's own `{detail, code}`). */
+  surface?: Surface;
 };
 
 const facts = new Map<string, RouteFacts>();
