@@ -72,4 +72,17 @@ describe.skipIf(!CHROMIUM)('/docs "Try it out" in Chromium', () => {
       await page.close();
     }
   }, 30_000);
+
+  test('the chat operation pre-fills only the required messages, and sends just that', async () => {
+    const page = await browser!.newPage();
+    try {
+      const before = h.ollama.requests.length;
+      const operation = await tryItOut(page, 'Chat', 'chat', { model_name: 'llama3.2' });
+      expect((await operation.locator('.live-responses-table tbody .response-col_status').first().textContent()) ?? '').toContain('200');
+      const sent = h.ollama.requests.slice(before).find((r) => r.path === '/api/chat');
+      expect(sent?.body).toEqual({ model: 'llama3.2', messages: [{ role: 'user', content: 'Why is the sky blue?' }], stream: true });
+    } finally {
+      await page.close();
+    }
+  }, 30_000);
 });
