@@ -82,6 +82,10 @@ export function createApp({
         { Allow: [...new Set(allowed)].join(', ') },
       );
     }
+    // Ollama's native surface: its clients read `error` as a string.
+    if (c.req.path === '/api' || c.req.path.startsWith('/api/')) {
+      return c.json({ error: `No route ${c.req.path} in Minato's Ollama API. The API reference is at /docs.` }, 404);
+    }
     return notFound(c.req.path);
   });
 

@@ -55,7 +55,9 @@ async function check(response: Response) {
   expect(response.status).toBeLessThan(500);
   if (response.status >= 400) {
     expect(response.headers.get('content-type')).toContain('application/json');
-    expect(JSON.parse(text).detail).toBeDefined();
+    // Minato's {detail, code}, or on the Ollama-native surface Ollama's {"error": "..."}.
+    const body = JSON.parse(text);
+    expect(body.detail ?? body.error).toBeDefined();
   }
 }
 

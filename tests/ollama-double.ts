@@ -463,6 +463,36 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
     return new Response(stream, { status: 200, headers: { 'Content-Type': 'application/x-ndjson' } });
   }
 
+  /** `POST /api/embed` (and the legacy `/api/embeddings`): L2-normalized vectors, as ollama-api.md §7 says. */
+  async function embed(request: Request, record: RecordedRequest, legacy: boolean): Promise<Response> {
+    const { body, error } = await readJsonBody(request);
+    if (error) return error;
+    record.body = body;
+    const name = typeof body?.model === 'string' ? body.model : '';
+    const model = lookup(name);
+    if (!model) return jsonResponse(404, { error: `model "${name}" not found, try pulling it first` });
+    if (state.busy) return jsonResponse(503, { error: 'server busy, please try again.  maximum pending requests exceeded' });
+    const vector = (text: string) => {
+      const raw = [text.length + 1, 2, 3, 4];
+      const norm = Math.hypot(...raw);
+      return raw.map((value) => value / norm);
+    };
+    record.completed = true;
+    if (legacy) return jsonResponse(200, { embedding: vector(String(body?.prompt ?? '')) });
+    const input = body?.input;
+    if (input !== undefined && typeof input !== 'string' && !(Array.isArray(input) && input.every((item) => typeof item === 'string'))) {
+      return jsonResponse(400, { error: 'invalid input type' });
+    }
+    const inputs = input === undefined || input === '' ? [] : Array.isArray(input) ? input : [input];
+    return jsonResponse(200, {
+      model: name,
+      embeddings: inputs.map(vector),
+      total_duration: 14_143_917,
+      load_duration: 1_019_500,
+      prompt_eval_count: inputs.length * 8,
+    });
+  }
+
   async function generate(request: Request, record: RecordedRequest): Promise<Response> {
     const { body, error } = await readJsonBody(request);
     if (error) return error;
@@ -656,8 +686,57 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
           return show(request, record);
         case 'POST /api/pull':
           return pull(request, record);
+        case 'GET /api/ps':
+          return jsonResponse(200, {
+            models: [...models.values()].slice(0, 1).map((model) => ({
+              name: model.name.includes(':') ? model.name : `${model.name}:latest`,
+              model: model.name.includes(':') ? model.name : `${model.name}:latest`,
+              size: model.size ?? 2_019_393_189,
+              digest: 'a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72',
+              details: {
+                parent_model: '',
+                format: 'gguf',
+                family: 'llama',
+                families: null,
+                parameter_size: '3.2B',
+                quantization_level: 'Q4_K_M',
+              },
+              expires_at: '2026-11-28T09:00:00.000000000Z',
+              size_vram: model.size ?? 2_019_393_189,
+              context_length: 4096,
+            })),
+          });
+        case 'POST /api/embed':
+        case 'POST /api/embeddings':
+          return embed(request, record, url.pathname === '/api/embeddings');
+        case 'DELETE /api/delete':
+        case 'POST /api/copy': {
+          const { body, error } = await readJsonBody(request);
+          if (error) return error;
+          record.body = body;
+          const name = String(body?.model ?? body?.name ?? body?.source ?? '');
+          if (!lookup(name))
+            return jsonResponse(404, { error: url.pathname === '/api/copy' ? `model "${name}" not found` : `model '${name}' not found` });
+          if (url.pathname === '/api/delete') models.delete(lookup(name)!.name);
+          else models.set(String(body?.destination), { ...lookup(name)!, name: String(body?.destination) });
+          record.completed = true;
+          return new Response(null, { status: 200 });
+        }
       }
-      const known = ['/', '/api/version', '/api/tags', '/api/generate', '/api/show', '/api/pull', '/api/chat', '/api/ps', '/api/embed'];
+      const known = [
+        '/',
+        '/api/version',
+        '/api/tags',
+        '/api/generate',
+        '/api/show',
+        '/api/pull',
+        '/api/chat',
+        '/api/ps',
+        '/api/embed',
+        '/api/embeddings',
+        '/api/delete',
+        '/api/copy',
+      ];
       if (known.includes(url.pathname))
         return new Response('405 method not allowed', { status: 405, headers: { 'Content-Type': 'text/plain' } });
       return new Response('404 page not found', { status: 404, headers: { 'Content-Type': 'text/plain' } });

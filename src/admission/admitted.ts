@@ -82,6 +82,21 @@ export async function admittedSync<T extends object>(
   }
 }
 
+/**
+ * A whole upstream answer (a relayed `stream:false` or embedding) inside a slot: `produce` reads it
+ * to its end before the slot is given back.
+ */
+export async function admittedWhole(c: Context<AppEnv>, deps: Deps, model: string, produce: () => Promise<Response>): Promise<Response> {
+  const slot = await slotOf(c, enter(c, deps, model));
+  try {
+    const response = await produce();
+    for (const [name, value] of Object.entries(queueHeaders(slot))) response.headers.set(name, value);
+    return response;
+  } finally {
+    slot.release();
+  }
+}
+
 /** Wraps the request's stream observer so that the stream's end also gives the slot back. */
 const releasingObserver = (c: Context<AppEnv>, slot: Slot) => (): StreamObserver => {
   const inner = c.var.observeStream?.();

@@ -3,6 +3,7 @@ import type { Hook } from '@hono/zod-openapi';
 import type { Env } from 'hono';
 import { getPath } from 'hono/utils/url';
 import type { ApiKey } from '../security/api-keys';
+import { factsOf } from './route-facts';
 import type { StreamObserver } from '../observability/metrics';
 import type { RequestRecord } from '../observability/request-record';
 import { routingPath } from './model-name';
@@ -56,6 +57,10 @@ export const validationHook: Hook<unknown, AppEnv, string, unknown> = (result, c
         (target === 'json' && /received undefined/.test(issue.message)));
     return [{ loc: [where, ...path], msg: missing ? 'Field required' : issue.message, type: missing ? 'missing' : issue.code }];
   });
+  // The Ollama-native surface answers as Ollama does: 400 with `{"error": "..."}`.
+  if (factsOf(c)?.surface === 'ollama') {
+    return c.json({ error: detail.map((item) => `${item.loc.join('.')}: ${item.msg}`).join('; ') }, 400);
+  }
   return c.json({ detail, code: 'validation_error' }, 422);
 };
 

@@ -49,7 +49,7 @@ export type CallOptions = {
   firstByteTimeoutMs: number;
   /** Name of the setting behind firstByteTimeoutMs, for the 504 message. */
   timeoutSetting: string;
-  method?: 'GET' | 'POST';
+  method?: 'GET' | 'POST' | 'DELETE' | 'HEAD';
 };
 
 export type OllamaClient = {
@@ -107,11 +107,13 @@ export function createOllamaClient({
       // Only our own headers go upstream: never the client's Host, Origin, cookies or
       // Authorization, which Ollama answers with 403 (DNS-rebinding guard and CORS).
       const streamed = body instanceof ReadableStream;
+      // Bytes are a client's JSON body relayed as it came (the /api surface): sent unchanged.
+      const raw = body instanceof Uint8Array;
       const init: RequestInit & { timeout?: boolean; duplex?: 'half' } = {
         method,
         headers: body === undefined ? {} : { 'content-type': 'application/json' },
         // A stream is a JSON body written as it is sent (large images); anything else is serialized here.
-        body: body === undefined ? undefined : streamed ? body : JSON.stringify(body),
+        body: body === undefined ? undefined : streamed || raw ? (body as RequestInit['body']) : JSON.stringify(body),
         ...(streamed && { duplex: 'half' as const }),
         signal: controller.signal,
         // Bun's fetch has its own 5-minute idle timeout; our deadlines replace it.

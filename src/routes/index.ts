@@ -3,6 +3,7 @@ import { RESERVED_FIRST_SEGMENTS } from '../http/model-name';
 import type { AppRouter } from '../http/router';
 import type { Lifecycle } from '../lifecycle';
 import { createCapabilityLookup } from '../ollama/capabilities';
+import { registerOllamaApi } from './api';
 import { chatRoutes } from './minato/chat';
 import { registerGenerateRoutes } from './minato/generate';
 import { registerInstallRoutes } from './minato/install';
@@ -23,6 +24,8 @@ export function mountRoutes(app: AppRouter, deps: Deps & { lifecycle: Lifecycle 
   if (metrics) registerMetrics(app, config, metrics);
   registerDocsRoutes(app);
   registerHealthRoutes(app, deps, lifecycle);
+  // Ollama's native API (/api/*), for the clients people already use.
+  registerOllamaApi(app, deps);
   // Minato's own routes.
   registerModelsRoutes(app, deps);
   registerInstallRoutes(app, deps);

@@ -33,6 +33,19 @@ describe('GET /openapi.json', () => {
     expect(doc.servers[0]!.url).toBe('/');
     expect(Object.keys(doc.paths).sort()).toEqual(
       [
+        '/api/chat',
+        '/api/copy',
+        '/api/create',
+        '/api/delete',
+        '/api/embed',
+        '/api/embeddings',
+        '/api/generate',
+        '/api/ps',
+        '/api/pull',
+        '/api/push',
+        '/api/show',
+        '/api/tags',
+        '/api/version',
         '/chat/{model_name}',
         '/health',
         '/install/{model_name}',

@@ -19,11 +19,9 @@ const post = (target: string) =>
 
 const HOSTILE_MODELS = [
   '..',
-  '../api/tags',
   '%2e%2e',
   '%2E%2E%2Fapi%2Fdelete',
   'llama3.2%2F..%2F..%2Fapi%2Fpull',
-  'llama3.2/../../api/pull',
   'llama3.2%0d%0aX-Injected:%201',
   'llama3.2%0aevil',
   'llama3.2%00',

@@ -1,0 +1,174 @@
+import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { createMiddleware } from 'hono/factory';
+import { admittedStream, admittedWhole } from '../../admission/admitted';
+import type { Deps } from '../../deps';
+import { ApiError } from '../../http/errors';
+import { allowLongWait } from '../../http/long-wait';
+import { isValidModelName } from '../../http/model-name';
+import { withFacts } from '../../http/route-facts';
+import type { AppEnv, AppRouter } from '../../http/router';
+import { anyKey, secured } from '../../middleware/auth';
+import { parseObject } from '../../streaming/ndjson';
+import { answerIdle, pullIdle, streamResponse } from '../../streaming/relay';
+import { API_POLICIES, type ApiPolicy } from './policy';
+
+const OllamaError = z.object({ error: z.string() }).openapi('OllamaError');
+const ollamaError = (description: string) => ({ content: { 'application/json': { schema: OllamaError } }, description });
+const AnyJson = z.record(z.string(), z.unknown());
+
+/** Ollama's own request fields, documented; unknown fields are kept and relayed (clients send extras). */
+const ChatBody = z
+  .looseObject({
+    model: z.string(),
+    messages: z.array(z.looseObject({ role: z.string(), content: z.string().optional() })).optional(),
+    tools: z.array(AnyJson).optional(),
+    format: z.union([z.string(), AnyJson]).optional(),
+    options: AnyJson.optional(),
+    stream: z.boolean().optional(),
+    think: z.union([z.boolean(), z.string()]).optional(),
+    keep_alive: z.union([z.number(), z.string()]).optional(),
+  })
+  .openapi('OllamaChatRequest');
+const GenerateBody = z
+  .looseObject({
+    model: z.string(),
+    prompt: z.string().optional(),
+    system: z.string().optional(),
+    images: z.array(z.string()).optional(),
+    format: z.union([z.string(), AnyJson]).optional(),
+    options: AnyJson.optional(),
+    stream: z.boolean().optional(),
+    think: z.union([z.boolean(), z.string()]).optional(),
+    keep_alive: z.union([z.number(), z.string()]).optional(),
+  })
+  .openapi('OllamaGenerateRequest');
+
+/** Reads the body once, as bytes, before validation: what is relayed is what the client sent. */
+const keepRawBody = createMiddleware<AppEnv>(async (c, next) => {
+  await c.req.arrayBuffer();
+  await next();
+});
+
+const routeOf = (policy: ApiPolicy): RouteConfig => {
+  const schema = policy.path === '/api/chat' ? ChatBody : policy.path === '/api/generate' ? GenerateBody : undefined;
+  const body =
+    policy.method === 'get'
+      ? undefined
+      : schema
+        ? { required: true, content: { 'application/json': { schema } } }
+        : { required: true, content: { 'application/json': { schema: { type: 'object' as const, additionalProperties: true } } } };
+  return withFacts(
+    createRoute({
+      method: policy.method,
+      path: policy.path,
+      operationId: `ollama${policy.path.slice(5).replace(/^./, (ch) => ch.toUpperCase())}`,
+      tags: ['Ollama API'],
+      summary: policy.summary,
+      description: `Ollama's \`${policy.method.toUpperCase()} ${policy.path}\`, relayed as sent and answered as Ollama answers (streams are Ollama's NDJSON, whatever \`Accept\` says), behind Minato's keys${policy.generation ? ', admission queue' : ''} and deadlines. Minato's own errors are \`{"error": "..."}\`, as Ollama's.`,
+      request: body ? { body } : {},
+      middleware: [allowLongWait, ...(policy.method === 'get' ? [] : [keepRawBody])],
+      responses: {
+        200: {
+          content: { 'application/json': { schema: AnyJson }, 'application/x-ndjson': { schema: AnyJson } },
+          description: "Ollama's answer.",
+        },
+        400: ollamaError('A body that is not JSON, or an invalid model name.'),
+        404: ollamaError('The model is not installed.'),
+        502: ollamaError('Ollama is unreachable or failed.'),
+        503: ollamaError("Minato's queue is full (with Retry-After), or Ollama is busy."),
+        504: ollamaError('Ollama sent nothing before the deadline.'),
+      },
+    }),
+    { surface: 'ollama' },
+  );
+};
+
+/** The body's model name (checked like every model name Minato passes on), if it names one. */
+function modelOf(policy: ApiPolicy, body: Record<string, unknown> | undefined): string | undefined {
+  for (const field of policy.modelFields ?? []) {
+    const value = body?.[field];
+    if (typeof value === 'string' && value !== '') {
+      if (!isValidModelName(value))
+        throw new ApiError(400, `"${value.slice(0, 100)}" is not a model name Ollama accepts.`, 'invalid_model_name');
+      return value;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Relays one request to Ollama and its answer back: an error status with Ollama's own body as it
+ * is; a stream line by line through Minato's relay (deadlines, cancellation, an `{"error"}` line
+ * if it breaks, never a silent end); a whole answer as it came.
+ */
+async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise<Response> {
+  const { config, ollama } = deps;
+  let raw: Uint8Array | undefined;
+  let body: Record<string, unknown> | undefined;
+  if (policy.method !== 'get') {
+    raw = new Uint8Array(await c.req.arrayBuffer());
+    body = parseObject(new TextDecoder().decode(raw));
+    if (!body) throw new ApiError(400, 'The body is not a JSON object.', 'malformed_body');
+  }
+  const model = modelOf(policy, body);
+  if (model !== undefined) c.var.record.model = model;
+  const streams = policy.streams !== undefined && body?.stream !== false;
+  const idle = policy.streams === 'progress' ? pullIdle(config) : answerIdle(config);
+  const isFinal =
+    policy.streams === 'progress'
+      ? (line: Record<string, unknown>) => line.status === 'success'
+      : (line: Record<string, unknown>) => line.done === true;
+
+  const call = () =>
+    ollama.call(policy.path, raw, {
+      method: policy.method.toUpperCase() as 'GET' | 'POST' | 'DELETE',
+      signal: c.req.raw.signal,
+      firstByteTimeoutMs: policy.generation || policy.streams ? config.firstByteTimeoutMs : config.metadataTimeoutMs,
+      timeoutSetting: policy.generation || policy.streams ? 'MINATO_FIRST_BYTE_TIMEOUT' : 'MINATO_METADATA_TIMEOUT',
+    });
+
+  const whole = async () => {
+    const { response } = await call();
+    const bytes = await response.arrayBuffer();
+    // Tokens of a whole generation, from its statistics (streams are counted by the relay).
+    if (response.ok && policy.generation && model !== undefined) {
+      const answer = parseObject(new TextDecoder().decode(bytes));
+      if (answer) deps.metrics?.generation(model, answer.eval_count, answer.eval_duration);
+    }
+    c.var.record.bytes = bytes.byteLength;
+    const type = response.headers.get('content-type');
+    return new Response(bytes.byteLength === 0 ? null : bytes, { status: response.status, headers: type ? { 'Content-Type': type } : {} });
+  };
+
+  const stream = async (observe?: Parameters<typeof streamResponse>[5]) => {
+    const upstream = await call();
+    const { response } = upstream;
+    const type = response.headers.get('content-type') ?? '';
+    // An error, or a single JSON object (a model load), is passed on as Ollama wrote it.
+    if (!response.ok || !type.startsWith('application/x-ndjson') || !response.body) {
+      const bytes = await response.arrayBuffer();
+      return new Response(bytes, { status: response.status, headers: { 'Content-Type': type || 'application/json' } });
+    }
+    return streamResponse(idle, upstream, response.body, 'ndjson', isFinal, observe);
+  };
+
+  if (policy.generation && model !== undefined) {
+    return streams ? admittedStream(c, deps, model, 'ndjson', stream, { queueEvents: false }) : admittedWhole(c, deps, model, whole);
+  }
+  return streams ? stream(c.var.observeStream) : whole();
+}
+
+/**
+ * Ollama's native API at `/api/*`, so that `new Ollama({ host: 'http://box:8000' })` and the AI SDK's
+ * Ollama providers work through Minato unchanged — with its keys, queue, deadlines, logs and metrics.
+ */
+export function registerOllamaApi(app: AppRouter, deps: Deps) {
+  const { config } = deps;
+  for (const policy of API_POLICIES) {
+    const route = routeOf(policy);
+    const guarded = policy.scope === 'any' ? anyKey(config, route) : secured(config, route, policy.scope);
+    app.openapi(guarded, ((c: Context<AppEnv>) => relay(c, deps, policy)) as never);
+  }
+  return app;
+}
