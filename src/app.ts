@@ -82,6 +82,20 @@ export function createApp({
         { Allow: [...new Set(allowed)].join(', ') },
       );
     }
+    // The OpenAI-compatible surface: its clients read `error.message`.
+    if (c.req.path === '/v1' || c.req.path.startsWith('/v1/')) {
+      return c.json(
+        {
+          error: {
+            message: `No route ${c.req.path} in Minato's OpenAI-compatible API.`,
+            type: 'not_found_error',
+            param: null,
+            code: 'not_found',
+          },
+        },
+        404,
+      );
+    }
     // Ollama's native surface: its clients read `error` as a string.
     if (c.req.path === '/api' || c.req.path.startsWith('/api/')) {
       return c.json({ error: `No route ${c.req.path} in Minato's Ollama API. The API reference is at /docs.` }, 404);

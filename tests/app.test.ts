@@ -9,13 +9,13 @@ afterAll(() => h.close());
 
 describe('unknown routes and wrong methods', () => {
   test('an unknown route is a JSON 404, including the reserved /api and /v1 prefixes', async () => {
-    for (const path of ['/api/nosuch', '/v1/models', '/api', '/stream', '/docs/nothing.js']) {
+    for (const path of ['/api/nosuch', '/v1/nosuch', '/api', '/stream', '/docs/nothing.js']) {
       const response = await fetch(`${h.url}${path}`);
       expect(response.status).toBe(404);
       expect(response.headers.get('content-type')).toContain('application/json');
       // The Ollama-native surface answers in Ollama's shape, which its clients read.
       const body = await json(response);
-      expect(path.startsWith('/api/') ? body.error : body.detail).toContain(path);
+      expect(path.startsWith('/api/') ? body.error : path.startsWith('/v1/') ? body.error.message : body.detail).toContain(path);
     }
     expect((await fetch(`${h.url}/api`, { method: 'POST' })).status).toBe(404);
     expect(h.ollama.requests.length).toBe(0);

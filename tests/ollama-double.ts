@@ -493,6 +493,143 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
     });
   }
 
+  /** OpenAI's error shape, as Ollama's /v1 writes it. */
+  const openAiError = (status: number, message: string, type = 'invalid_request_error') =>
+    jsonResponse(status, { error: { message, type, param: null, code: null } });
+
+  /**
+   * Ollama's own `/v1/chat/completions` framing (clients.md): `data: {json}` events, content chunks,
+   * each tool call whole in one chunk (arguments a JSON string), a finish chunk with an empty
+   * delta, a usage chunk (`choices: []`) only with `stream_options.include_usage`, then `[DONE]`.
+   */
+  async function chatCompletions(request: Request, record: RecordedRequest): Promise<Response> {
+    const { body, error } = await readJsonBody(request);
+    if (error) return error;
+    record.body = body;
+    const name = typeof body?.model === 'string' ? body.model : '';
+    const model = lookup(name);
+    if (!model) return openAiError(404, `model "${name}" not found, try pulling it first`, 'not_found_error');
+    if (state.busy) return openAiError(503, 'server busy, please try again.  maximum pending requests exceeded', 'api_error');
+    const tools = Array.isArray(body?.tools) && body.tools.length > 0;
+    const calls = tools ? (model.toolCalls ?? []) : [];
+    const tokens = calls.length
+      ? []
+      : body?.response_format
+        ? [JSON.stringify(model.structured ?? {})]
+        : (model.tokens ?? ['The', ' sky', ' is', ' blue', '.']);
+    const id = `chatcmpl-${Math.floor(Math.random() * 1000)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const usage = { prompt_tokens: 26, completion_tokens: tokens.length || 1, total_tokens: 26 + (tokens.length || 1) };
+    const toolCalls = calls.map((call, index) => ({
+      id: `call_${Math.random().toString(36).slice(2, 10).padEnd(8, '0')}`,
+      index,
+      type: 'function',
+      function: { name: call.name, arguments: JSON.stringify(call.arguments) },
+    }));
+    const finish = calls.length ? 'tool_calls' : 'stop';
+    if (body?.stream !== true) {
+      record.completed = true;
+      return jsonResponse(200, {
+        id,
+        object: 'chat.completion',
+        created,
+        model: name,
+        system_fingerprint: 'fp_ollama',
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant', content: tokens.join(''), ...(toolCalls.length && { tool_calls: toolCalls }) },
+            finish_reason: finish,
+          },
+        ],
+        usage,
+      });
+    }
+    const includeUsage = (body?.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+    const chunk = (delta: Record<string, unknown>, finishReason: string | null = null) => ({
+      id,
+      object: 'chat.completion.chunk',
+      created,
+      model: name,
+      system_fingerprint: 'fp_ollama',
+      choices: [{ index: 0, delta, finish_reason: finishReason }],
+    });
+    const encoder = new TextEncoder();
+    let cancelled = false;
+    state.streaming++;
+    state.peakStreaming = Math.max(state.peakStreaming, state.streaming);
+    let counted = true;
+    const uncount = () => {
+      if (counted) state.streaming--;
+      counted = false;
+    };
+    const stream = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        const send = (data: unknown) => controller.enqueue(encoder.encode(`data: ${typeof data === 'string' ? data : goJson(data)}\n\n`));
+        try {
+          for (const [index, token] of tokens.entries()) {
+            if (cancelled) return;
+            if (model.tokenDelayMs) await sleep(model.tokenDelayMs);
+            if (cancelled) return;
+            if (model.dropAfterTokens === index) {
+              uncount();
+              controller.error(new Error('connection dropped by the double'));
+              return;
+            }
+            send(chunk({ role: 'assistant', content: token }));
+            record.linesWritten++;
+          }
+          for (const call of toolCalls) send(chunk({ role: 'assistant', content: '', tool_calls: [call] }));
+          send(chunk({}, finish));
+          if (includeUsage)
+            send({ id, object: 'chat.completion.chunk', created, model: name, system_fingerprint: 'fp_ollama', choices: [], usage });
+          send('[DONE]');
+          record.completed = true;
+          uncount();
+          controller.close();
+        } catch {
+          // cancelled
+        }
+      },
+      cancel() {
+        cancelled = true;
+        uncount();
+        if (!record.aborted) {
+          record.aborted = true;
+          record.abortedAt = Date.now();
+        }
+      },
+    });
+    return new Response(stream, { status: 200, headers: { 'Content-Type': 'text/event-stream' } });
+  }
+
+  /** `/v1/embeddings`: floats, or little-endian float32 base64 with `encoding_format: "base64"`. */
+  async function openAiEmbeddings(request: Request, record: RecordedRequest): Promise<Response> {
+    const { body, error } = await readJsonBody(request);
+    if (error) return error;
+    record.body = body;
+    const name = typeof body?.model === 'string' ? body.model : '';
+    if (!lookup(name)) return openAiError(404, `model "${name}" not found, try pulling it first`, 'not_found_error');
+    const inputs = Array.isArray(body?.input) ? (body.input as string[]) : [String(body?.input ?? '')];
+    const vector = (text: string) => {
+      const raw = [text.length + 1, 2, 3, 4];
+      const norm = Math.hypot(...raw);
+      return raw.map((value) => value / norm);
+    };
+    const base64 = body?.encoding_format === 'base64';
+    record.completed = true;
+    return jsonResponse(200, {
+      object: 'list',
+      data: inputs.map((input, index) => ({
+        object: 'embedding',
+        embedding: base64 ? Buffer.from(new Float32Array(vector(input)).buffer).toString('base64') : vector(input),
+        index,
+      })),
+      model: name,
+      usage: { prompt_tokens: inputs.length * 8, total_tokens: inputs.length * 8 },
+    });
+  }
+
   async function generate(request: Request, record: RecordedRequest): Promise<Response> {
     const { body, error } = await readJsonBody(request);
     if (error) return error;
@@ -686,6 +823,20 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
           return show(request, record);
         case 'POST /api/pull':
           return pull(request, record);
+        case 'POST /v1/chat/completions':
+          return chatCompletions(request, record);
+        case 'POST /v1/embeddings':
+          return openAiEmbeddings(request, record);
+        case 'GET /v1/models':
+          return jsonResponse(200, {
+            object: 'list',
+            data: [...models.values()].map((model) => ({
+              id: model.name.includes(':') ? model.name : `${model.name}:latest`,
+              object: 'model',
+              created: 1746405464,
+              owned_by: 'library',
+            })),
+          });
         case 'GET /api/ps':
           return jsonResponse(200, {
             models: [...models.values()].slice(0, 1).map((model) => ({
@@ -723,6 +874,12 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
           return new Response(null, { status: 200 });
         }
       }
+      if (request.method === 'GET' && url.pathname.startsWith('/v1/models/')) {
+        const id = decodeURIComponent(url.pathname.slice('/v1/models/'.length));
+        const model = lookup(id);
+        if (!model) return openAiError(404, `model "${id}" not found`, 'not_found_error');
+        return jsonResponse(200, { id, object: 'model', created: 1746405464, owned_by: 'library' });
+      }
       const known = [
         '/',
         '/api/version',
@@ -736,6 +893,9 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
         '/api/embeddings',
         '/api/delete',
         '/api/copy',
+        '/v1/chat/completions',
+        '/v1/embeddings',
+        '/v1/models',
       ];
       if (known.includes(url.pathname))
         return new Response('405 method not allowed', { status: 405, headers: { 'Content-Type': 'text/plain' } });

@@ -58,6 +58,20 @@ export const validationHook: Hook<unknown, AppEnv, string, unknown> = (result, c
     return [{ loc: [where, ...path], msg: missing ? 'Field required' : issue.message, type: missing ? 'missing' : issue.code }];
   });
   // The Ollama-native surface answers as Ollama does: 400 with `{"error": "..."}`.
+  if (factsOf(c)?.surface === 'openai') {
+    const first = detail[0];
+    return c.json(
+      {
+        error: {
+          message: detail.map((item) => `${item.loc.join('.')}: ${item.msg}`).join('; '),
+          type: 'invalid_request_error',
+          param: first ? String(first.loc.at(-1)) : null,
+          code: 'validation_error',
+        },
+      },
+      400,
+    );
+  }
   if (factsOf(c)?.surface === 'ollama') {
     return c.json({ error: detail.map((item) => `${item.loc.join('.')}: ${item.msg}`).join('; ') }, 400);
   }

@@ -12,7 +12,18 @@ export function corsFor(origins: string[]) {
   return cors({
     origin: (origin) => (any ? '*' : allowed.has(origin) ? origin : null),
     allowMethods: ['GET', 'POST', 'OPTIONS'],
-    allowHeaders: ['Authorization', 'X-API-Key', 'Content-Type', 'Accept', 'Last-Event-ID', 'X-Request-Id'],
+    // The openai SDK sends its X-Stainless-* headers from browsers too.
+    allowHeaders: [
+      'Authorization',
+      'X-API-Key',
+      'Content-Type',
+      'Accept',
+      'Last-Event-ID',
+      'X-Request-Id',
+      ...['Arch', 'Lang', 'OS', 'Package-Version', 'Retry-Count', 'Runtime', 'Runtime-Version', 'Timeout', 'Helper-Method'].map(
+        (name) => `X-Stainless-${name}`,
+      ),
+    ],
     exposeHeaders: [
       'X-Request-Id',
       'Retry-After',

@@ -4,6 +4,7 @@ import type { AppRouter } from '../http/router';
 import type { Lifecycle } from '../lifecycle';
 import { createCapabilityLookup } from '../ollama/capabilities';
 import { registerOllamaApi } from './api';
+import { registerOpenAiApi } from './v1';
 import { chatRoutes } from './minato/chat';
 import { registerGenerateRoutes } from './minato/generate';
 import { registerInstallRoutes } from './minato/install';
@@ -26,6 +27,8 @@ export function mountRoutes(app: AppRouter, deps: Deps & { lifecycle: Lifecycle 
   registerHealthRoutes(app, deps, lifecycle);
   // Ollama's native API (/api/*), for the clients people already use.
   registerOllamaApi(app, deps);
+  // OpenAI-compatible (/v1/*): Ollama's own /v1, relayed.
+  registerOpenAiApi(app, deps);
   // Minato's own routes.
   registerModelsRoutes(app, deps);
   registerInstallRoutes(app, deps);

@@ -56,6 +56,12 @@ describe('GET /openapi.json', () => {
         '/stream/vision/{model_name}',
         '/stream/{model_name}',
         '/vision/{model_name}',
+        '/v1/chat/completions',
+        '/v1/completions',
+        '/v1/embeddings',
+        '/v1/models',
+        '/v1/models/{model}',
+        '/v1/responses',
         '/{model_name}',
       ].sort(),
     );

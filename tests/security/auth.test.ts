@@ -72,9 +72,10 @@ describe('authentication, table-driven from the OpenAPI document', () => {
       const scope = op.security?.[0]?.bearerAuth?.[0];
       // Errors come in the surface's dialect: Ollama's `{"error"}` on /api/*, Minato's `{detail, code}` elsewhere.
       const ollama = op.path.startsWith('/api/');
+      const openai = op.path.startsWith('/v1/');
       const message = async (response: Response) => {
         const body = await json(response);
-        return ollama ? body.error : body.detail;
+        return ollama ? body.error : openai ? body.error.message : body.detail;
       };
 
       const anonymous = await fetch(`${h.url}${op.path}`, { method: op.method });
@@ -83,7 +84,7 @@ describe('authentication, table-driven from the OpenAPI document', () => {
       expect(await message(anonymous)).toContain('API key');
 
       // The same global check for every route: tried on Minato's own (wrong keys are limited per address).
-      if (!ollama) {
+      if (!ollama && !openai) {
         const wrongKey = await fetch(`${h.url}${op.path}`, {
           method: op.method,
           headers: { Authorization: 'Bearer not-a-key-0123456789abc' },

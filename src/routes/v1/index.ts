@@ -1,0 +1,175 @@
+import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { createMiddleware } from 'hono/factory';
+import { admittedStream, admittedWhole } from '../../admission/admitted';
+import type { Deps } from '../../deps';
+import { ApiError } from '../../http/errors';
+import { allowLongWait } from '../../http/long-wait';
+import { isValidModelName } from '../../http/model-name';
+import { withFacts } from '../../http/route-facts';
+import type { AppEnv, AppRouter } from '../../http/router';
+import { anyKey, secured } from '../../middleware/auth';
+import type { StreamObserver } from '../../observability/metrics';
+import type { Scope } from '../../security/api-keys';
+import { STREAM_HEADERS, parseObject } from '../../streaming/ndjson';
+import { relaySse } from '../../streaming/sse-relay';
+
+/**
+ * OpenAI-compatible `/v1/*`: Ollama's own `/v1` relayed (Ollama does the translation), behind
+ * Minato's keys, queue, deadlines, logs and metrics, so that `new OpenAI({ baseURL:
+ * 'http://box:8000/v1' })` and `@ai-sdk/openai-compatible` work through Minato unchanged.
+ */
+type V1Policy = { method: 'get' | 'post'; path: string; summary: string; scope: Scope | 'any'; generation?: boolean };
+
+const V1_POLICIES: V1Policy[] = [
+  { method: 'post', path: '/v1/chat/completions', summary: 'Chat completions (OpenAI-compatible)', scope: 'generate', generation: true },
+  { method: 'post', path: '/v1/completions', summary: 'Completions (OpenAI-compatible)', scope: 'generate', generation: true },
+  { method: 'post', path: '/v1/embeddings', summary: 'Embeddings (OpenAI-compatible)', scope: 'generate', generation: true },
+  { method: 'post', path: '/v1/responses', summary: 'Responses (OpenAI-compatible)', scope: 'generate', generation: true },
+  { method: 'get', path: '/v1/models', summary: 'Installed models (OpenAI-compatible)', scope: 'any' },
+  { method: 'get', path: '/v1/models/{model}', summary: 'One model (OpenAI-compatible)', scope: 'any' },
+];
+
+const OpenAiError = z
+  .object({ error: z.object({ message: z.string(), type: z.string(), param: z.string().nullable(), code: z.string().nullable() }) })
+  .openapi('OpenAiError');
+const openAiError = (description: string) => ({ content: { 'application/json': { schema: OpenAiError } }, description });
+const AnyJson = z.record(z.string(), z.unknown());
+
+const keepRawBody = createMiddleware<AppEnv>(async (c, next) => {
+  await c.req.arrayBuffer();
+  await next();
+});
+
+const routeOf = (policy: V1Policy): RouteConfig =>
+  withFacts(
+    createRoute({
+      method: policy.method,
+      path: policy.path,
+      operationId: `openai${policy.path
+        .slice(3)
+        .replace(/\{model\}/, 'Model')
+        .split('/')
+        .map((part) => part.replace(/^./, (ch) => ch.toUpperCase()))
+        .join('')}`,
+      tags: ['OpenAI-compatible API'],
+      summary: policy.summary,
+      description: `Ollama's \`${policy.method.toUpperCase()} ${policy.path}\`, relayed (streams as Server-Sent Events, event by event, ending with \`data: [DONE]\`), behind Minato's keys${policy.generation ? ', admission queue' : ''} and deadlines. Errors are OpenAI's \`{"error": {message, type, param, code}}\`.`,
+      request:
+        policy.method === 'post'
+          ? {
+              body: {
+                required: true,
+                content: { 'application/json': { schema: { type: 'object' as const, additionalProperties: true } } },
+              },
+            }
+          : policy.path.includes('{model}')
+            ? { params: z.object({ model: z.string().openapi({ param: { name: 'model', in: 'path' } }) }) }
+            : {},
+      middleware: [allowLongWait, ...(policy.method === 'post' ? [keepRawBody] : [])],
+      responses: {
+        200: {
+          content: { 'application/json': { schema: AnyJson }, 'text/event-stream': { schema: z.string() } },
+          description: "Ollama's answer.",
+        },
+        400: openAiError('A body that is not JSON, or an invalid model name.'),
+        404: openAiError('The model is not installed.'),
+        502: openAiError('Ollama is unreachable or failed.'),
+        503: openAiError("Minato's queue is full (with Retry-After), or Ollama is busy."),
+        504: openAiError('Ollama sent nothing before the deadline.'),
+      },
+    }),
+    { surface: 'openai' },
+  );
+
+async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<Response> {
+  const { config, ollama, metrics } = deps;
+  let raw: Uint8Array | undefined;
+  let body: Record<string, unknown> | undefined;
+  if (policy.method === 'post') {
+    raw = new Uint8Array(await c.req.arrayBuffer());
+    body = parseObject(new TextDecoder().decode(raw));
+    if (!body) throw new ApiError(400, 'The body is not a JSON object.', 'malformed_body');
+  }
+  const model = typeof body?.model === 'string' ? body.model : undefined;
+  if (model !== undefined) {
+    if (!isValidModelName(model))
+      throw new ApiError(400, `"${model.slice(0, 100)}" is not a model name Ollama accepts.`, 'invalid_model_name');
+    c.var.record.model = model;
+  }
+  const streams = body?.stream === true;
+  // Tokens are counted for every stream: Ollama is asked for the usage chunk even when the client
+  // did not ask, and that chunk is then left out of what the client receives.
+  const clientWantsUsage = (body?.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+  if (streams && !clientWantsUsage && body) {
+    raw = new TextEncoder().encode(
+      JSON.stringify({ ...body, stream_options: { ...(body.stream_options as object), include_usage: true } }),
+    );
+  }
+  const startedAt = performance.now();
+  const countTokens = (usage: unknown) => {
+    const tokens = (usage as { completion_tokens?: unknown } | undefined)?.completion_tokens;
+    if (model !== undefined && typeof tokens === 'number') metrics?.generation(model, tokens, (performance.now() - startedAt) * 1e6);
+  };
+  const path = policy.path.includes('{model}') ? `/v1/models/${encodeURIComponent(c.req.param('model') ?? '')}` : policy.path;
+  const call = () =>
+    ollama.call(path, raw, {
+      method: policy.method === 'get' ? 'GET' : 'POST',
+      signal: c.req.raw.signal,
+      firstByteTimeoutMs: policy.generation ? config.firstByteTimeoutMs : config.metadataTimeoutMs,
+      timeoutSetting: policy.generation ? 'MINATO_FIRST_BYTE_TIMEOUT' : 'MINATO_METADATA_TIMEOUT',
+    });
+
+  const whole = async () => {
+    const { response } = await call();
+    const bytes = await response.arrayBuffer();
+    if (response.ok && policy.generation) countTokens(parseObject(new TextDecoder().decode(bytes))?.usage);
+    c.var.record.bytes = bytes.byteLength;
+    return new Response(bytes, {
+      status: response.status,
+      headers: { 'Content-Type': response.headers.get('content-type') ?? 'application/json' },
+    });
+  };
+
+  const stream = async (observe?: () => StreamObserver) => {
+    const upstream = await call();
+    const { response } = upstream;
+    const type = response.headers.get('content-type') ?? '';
+    if (!response.ok || !type.startsWith('text/event-stream') || !response.body) {
+      const bytes = await response.arrayBuffer();
+      return new Response(bytes, { status: response.status, headers: { 'Content-Type': type || 'application/json' } });
+    }
+    const observer = observe?.();
+    const sse = relaySse(response.body, {
+      idleTimeoutMs: config.streamIdleTimeoutMs,
+      idleSetting: 'MINATO_STREAM_IDLE_TIMEOUT',
+      abortUpstream: upstream.abort,
+      onFirstByte: () => observer?.firstByte(),
+      onEvent: (data) => {
+        // The usage chunk: `"choices": []` with `usage`.
+        if (!data.includes('"usage"')) return true;
+        const event = parseObject(data);
+        if (!event || !Array.isArray(event.choices) || event.choices.length > 0 || !event.usage) return true;
+        countTokens(event.usage);
+        return clientWantsUsage;
+      },
+      onEnd: ({ error, clientAborted, bytes }) =>
+        observer?.end({ errorKind: error === undefined ? undefined : 'stream_error', clientAborted, bytes }),
+    });
+    return new Response(sse, { status: 200, headers: { 'Content-Type': 'text/event-stream; charset=utf-8', ...STREAM_HEADERS } });
+  };
+
+  if (policy.generation && model !== undefined) {
+    return streams ? admittedStream(c, deps, model, 'ndjson', stream, { queueEvents: false }) : admittedWhole(c, deps, model, whole);
+  }
+  return streams ? stream(c.var.observeStream) : whole();
+}
+
+export function registerOpenAiApi(app: AppRouter, deps: Deps) {
+  const { config } = deps;
+  for (const policy of V1_POLICIES) {
+    const route = routeOf(policy);
+    const guarded = policy.scope === 'any' ? anyKey(config, route) : secured(config, route, policy.scope);
+    app.openapi(guarded, ((c: Context<AppEnv>) => relay(c, deps, policy)) as never);
+  }
+}
