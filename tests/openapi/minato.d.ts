@@ -640,46 +640,6 @@ export interface components {
         OllamaError: {
             error: string;
         };
-        OllamaChatRequest: {
-            model: string;
-            messages?: ({
-                role: string;
-                content?: string;
-            } & {
-                [key: string]: unknown;
-            })[];
-            tools?: {
-                [key: string]: unknown;
-            }[];
-            format?: string | {
-                [key: string]: unknown;
-            };
-            options?: {
-                [key: string]: unknown;
-            };
-            stream?: boolean;
-            think?: boolean | string;
-            keep_alive?: number | string;
-        } & {
-            [key: string]: unknown;
-        };
-        OllamaGenerateRequest: {
-            model: string;
-            prompt?: string;
-            system?: string;
-            images?: string[];
-            format?: string | {
-                [key: string]: unknown;
-            };
-            options?: {
-                [key: string]: unknown;
-            };
-            stream?: boolean;
-            think?: boolean | string;
-            keep_alive?: number | string;
-        } & {
-            [key: string]: unknown;
-        };
         OpenAiError: {
             error: {
                 message: string;
@@ -1183,7 +1143,29 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["OllamaChatRequest"];
+                "application/json": {
+                    model: string;
+                    messages?: ({
+                        role: string;
+                        content?: string;
+                    } & {
+                        [key: string]: unknown;
+                    })[];
+                    tools?: {
+                        [key: string]: unknown;
+                    }[];
+                    format?: string | {
+                        [key: string]: unknown;
+                    };
+                    options?: {
+                        [key: string]: unknown;
+                    };
+                    stream?: boolean;
+                    think?: boolean | string;
+                    keep_alive?: number | string;
+                } & {
+                    [key: string]: unknown;
+                };
             };
         };
         responses: {
@@ -1332,7 +1314,23 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["OllamaGenerateRequest"];
+                "application/json": {
+                    model: string;
+                    prompt?: string;
+                    system?: string;
+                    images?: string[];
+                    format?: string | {
+                        [key: string]: unknown;
+                    };
+                    options?: {
+                        [key: string]: unknown;
+                    };
+                    stream?: boolean;
+                    think?: boolean | string;
+                    keep_alive?: number | string;
+                } & {
+                    [key: string]: unknown;
+                };
             };
         };
         responses: {

@@ -44,7 +44,7 @@ const GenerateBody = z
   })
   .openapi('OllamaGenerateRequest');
 
-/** Reads the body once, as bytes, before validation: what is relayed is what the client sent. */
+/** Reads the body once, as bytes: what is relayed is what the client sent. */
 const keepRawBody = createMiddleware<AppEnv>(async (c, next) => {
   await c.req.arrayBuffer();
   await next();
@@ -55,9 +55,19 @@ const routeOf = (policy: ApiPolicy): RouteConfig => {
   const body =
     policy.method === 'get'
       ? undefined
-      : schema
-        ? { required: true, content: { 'application/json': { schema } } }
-        : { required: true, content: { 'application/json': { schema: { type: 'object' as const, additionalProperties: true } } } };
+      : // Documented as JSON Schema rather than zod: Ollama reads the body as JSON whatever its
+        // Content-Type (its own docs use `curl -d`, which sends a form type), and a zod schema would
+        // make zod-openapi answer 415 to that. The relay checks the body itself.
+        {
+          required: true,
+          content: {
+            'application/json': {
+              schema: schema
+                ? (z.toJSONSchema(schema, { io: 'input' }) as object)
+                : { type: 'object' as const, additionalProperties: true },
+            },
+          },
+        };
   return withFacts(
     createRoute({
       method: policy.method,
