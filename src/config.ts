@@ -163,6 +163,8 @@ const EnvSchema = z.object({
   MINATO_MAX_URL_BYTES: bytes(64 * 1024),
   MINATO_MAX_HEADER_BYTES: bytes(16 * 1024),
   MINATO_MAX_BODY_BYTES: bytes(64 * 1024),
+  /** Model blobs uploaded through POST /api/blobs (streamed through, never held). */
+  MINATO_MAX_BLOB_BYTES: bytes(64 * 1024 ** 3),
   /** Chat bodies: a conversation with its images, parsed whole. */
   MINATO_MAX_CHAT_BODY_BYTES: bytes(32 * 1024 * 1024),
   /** On SIGTERM/SIGINT: how long in-flight requests and streams may take to finish. */
@@ -202,6 +204,7 @@ export type Config = {
   maxHeaderBytes: number;
   maxBodyBytes: number;
   maxChatBodyBytes: number;
+  maxBlobBytes: number;
   shutdownGraceMs: number;
   logRequests: boolean;
 };
@@ -300,6 +303,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxHeaderBytes: e.MINATO_MAX_HEADER_BYTES,
     maxBodyBytes: e.MINATO_MAX_BODY_BYTES,
     maxChatBodyBytes: e.MINATO_MAX_CHAT_BODY_BYTES,
+    maxBlobBytes: e.MINATO_MAX_BLOB_BYTES,
     shutdownGraceMs: e.MINATO_SHUTDOWN_GRACE * 1000,
     logRequests: e.MINATO_LOG_REQUESTS,
   };

@@ -207,6 +207,7 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
   const models = new Map(initial.map((model) => [model.name, model]));
   const registry = new Map<string, { layers: number; tickDelayMs?: number }>();
   const requests: RecordedRequest[] = [];
+  const blobs = new Set<string>();
   const state = { busy: false, streaming: 0, peakStreaming: 0 };
   /** Cuts every stream being written, as a crash of the process would. */
   const cutters = new Set<() => void>();
@@ -873,6 +874,18 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
           record.completed = true;
           return new Response(null, { status: 200 });
         }
+      }
+      // Blobs (ollama-api.md §7): HEAD answers whether Ollama has the digest; POST stores a body
+      // whose SHA-256 must be the digest (201), else 400.
+      if (url.pathname.startsWith('/api/blobs/') && (request.method === 'HEAD' || request.method === 'POST')) {
+        const digest = decodeURIComponent(url.pathname.slice('/api/blobs/'.length));
+        if (request.method === 'HEAD') return new Response(null, { status: blobs.has(digest) ? 200 : 404 });
+        const bytes = new Uint8Array(await request.arrayBuffer());
+        const actual = `sha256:${new Bun.CryptoHasher('sha256').update(bytes).digest('hex')}`;
+        if (actual !== digest) return jsonResponse(400, { error: 'digest mismatch' });
+        blobs.add(digest);
+        record.completed = true;
+        return new Response(null, { status: 201 });
       }
       if (request.method === 'GET' && url.pathname.startsWith('/v1/models/')) {
         const id = decodeURIComponent(url.pathname.slice('/v1/models/'.length));

@@ -15,6 +15,8 @@ export type SseRelayOptions = {
   /** Told when the stream ends: whether it ended with `[DONE]`, and bytes sent. */
   onEnd?: (result: { done: boolean; error?: string; clientAborted?: boolean; bytes: number }) => void;
   onFirstByte?: () => void;
+  /** Registers what ends the stream (with an error event) when shutdown cuts it off. */
+  onCutOff?: (cut: () => void) => void;
 };
 
 const encoder = new TextEncoder();
@@ -33,7 +35,7 @@ function dataOf(event: string): string | undefined {
 }
 
 export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelayOptions): ReadableStream<Uint8Array> {
-  const { idleTimeoutMs, idleSetting, abortUpstream, onEvent, onEnd, onFirstByte } = options;
+  const { idleTimeoutMs, idleSetting, abortUpstream, onEvent, onEnd, onFirstByte, onCutOff } = options;
   const reader = upstream.getReader();
   let buffered = '';
   let sent = 0;
@@ -69,6 +71,11 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
 
   return new ReadableStream<Uint8Array>(
     {
+      start(controller) {
+        onCutOff?.(() =>
+          end(controller, 'Minato is shutting down; the answer was cut off. Retry on another instance, or in a few seconds.'),
+        );
+      },
       async pull(controller) {
         for (;;) {
           if (finished) return;

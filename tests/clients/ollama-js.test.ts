@@ -122,3 +122,31 @@ describe('ollama-js through Minato', () => {
     expect(response.headers.get('x-queue-position')).toBe('0');
   });
 });
+
+describe('blobs (model files for /api/create)', () => {
+  test('HEAD and POST /api/blobs/{digest}: admin only, streamed through to Ollama, digest checked by Ollama', async () => {
+    const bytes = new Uint8Array(3 * 1024 * 1024).map((_, i) => (i * 31) & 0xff);
+    const digest = `sha256:${new Bun.CryptoHasher('sha256').update(bytes).digest('hex')}`;
+    const as = (key: string, method: string, body?: Uint8Array) =>
+      fetch(`${h.url}/api/blobs/${digest}`, { method, headers: { Authorization: `Bearer ${key}` }, body: body as Uint8Array<ArrayBuffer> });
+    expect((await as(ADMIN, 'HEAD')).status).toBe(404);
+    const refused = await as(USER, 'POST', bytes);
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: string }).error).toContain('admin');
+    expect((await as(ADMIN, 'POST', bytes)).status).toBe(201);
+    expect((await as(ADMIN, 'HEAD')).status).toBe(200);
+    const wrong = await fetch(`${h.url}/api/blobs/${digest.replace(/.$/, '0')}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${ADMIN}` },
+      body: bytes,
+    });
+    expect(wrong.status).toBe(400);
+    expect(((await wrong.json()) as { error: string }).error).toBe('digest mismatch');
+    const bad = await fetch(`${h.url}/api/blobs/not-a-digest`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${ADMIN}` },
+      body: 'x',
+    });
+    expect(bad.status).toBe(400);
+  });
+});

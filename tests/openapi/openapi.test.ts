@@ -33,6 +33,7 @@ describe('GET /openapi.json', () => {
     expect(doc.servers[0]!.url).toBe('/');
     expect(Object.keys(doc.paths).sort()).toEqual(
       [
+        '/api/blobs/{digest}',
         '/api/chat',
         '/api/copy',
         '/api/create',

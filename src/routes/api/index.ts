@@ -180,5 +180,86 @@ export function registerOllamaApi(app: AppRouter, deps: Deps) {
     const guarded = policy.scope === 'any' ? anyKey(config, route) : secured(config, route, policy.scope);
     app.openapi(guarded, ((c: Context<AppEnv>) => relay(c, deps, policy)) as never);
   }
+  registerBlobs(app, deps);
   return app;
+}
+
+const DigestParams = z.object({
+  digest: z
+    .string()
+    .regex(/^sha256[:-][0-9a-f]{64}$/, 'a blob digest is sha256:<64 hex digits>')
+    .openapi({ param: { name: 'digest', in: 'path' }, example: 'sha256:29fdb92e57cf0827ded04ae6461b5931d01fa595843f55d36f5b275a52087dd2' }),
+});
+
+/**
+ * `HEAD /api/blobs/{digest}` and `POST /api/blobs/{digest}` (admin): model files for
+ * `/api/create`. The upload streams through to Ollama as it arrives, counted against
+ * MINATO_MAX_BLOB_BYTES; nothing is held in memory.
+ */
+function registerBlobs(app: AppRouter, { config, ollama }: Deps) {
+  const common = {
+    path: '/api/blobs/{digest}',
+    tags: ['Ollama API'],
+    request: { params: DigestParams },
+    middleware: [allowLongWait],
+    responses: {
+      200: { description: 'Ollama has the blob (HEAD).' },
+      201: { description: 'Stored (POST).' },
+      400: ollamaError('A digest that does not match the body, or is not one.'),
+      404: { description: 'Ollama does not have the blob (HEAD).' },
+      413: ollamaError('The blob is larger than MINATO_MAX_BLOB_BYTES.'),
+      502: ollamaError('Ollama is unreachable or failed.'),
+    },
+  };
+  const facts = { surface: 'ollama' as const, readsOwnBody: (c: typeof config) => c.maxBlobBytes };
+  const headRoute = withFacts(
+    // Hono answers HEAD through the GET route (dropping the body): HEAD is declared as GET here.
+    createRoute({ ...common, method: 'get', operationId: 'ollamaBlobExists', summary: 'Whether Ollama has a blob (send HEAD)' }),
+    facts,
+  );
+  const postRoute = withFacts(
+    createRoute({ ...common, method: 'post', operationId: 'ollamaBlobUpload', summary: 'Upload a blob (streamed through)' }),
+    facts,
+  );
+  const forward = async (c: Context<AppEnv>, method: 'HEAD' | 'POST') => {
+    const { digest } = c.req.param() as { digest: string };
+    let sent = 0;
+    const declared = Number(c.req.header('content-length') ?? 0);
+    if (declared > config.maxBlobBytes)
+      throw new ApiError(
+        413,
+        `The blob is ${declared} bytes; the limit is ${config.maxBlobBytes} (MINATO_MAX_BLOB_BYTES).`,
+        'body_too_large',
+      );
+    // Counted as it streams through; past the limit the upload is cut.
+    const body =
+      method === 'POST' && c.req.raw.body
+        ? c.req.raw.body.pipeThrough(
+            new TransformStream<Uint8Array, Uint8Array>({
+              transform(chunk, controller) {
+                sent += chunk.length;
+                if (sent > config.maxBlobBytes) controller.error(new Error('blob over MINATO_MAX_BLOB_BYTES'));
+                else controller.enqueue(chunk);
+              },
+            }),
+          )
+        : undefined;
+    const { response } = await ollama.call(
+      `/api/blobs/${encodeURIComponent(digest)}`,
+      body ?? (method === 'POST' ? new Uint8Array(0) : undefined),
+      {
+        method,
+        signal: c.req.raw.signal,
+        firstByteTimeoutMs: config.firstByteTimeoutMs,
+        timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT',
+      },
+    );
+    const bytes = await response.arrayBuffer();
+    return new Response(bytes.byteLength ? bytes : null, {
+      status: response.status,
+      headers: { 'Content-Type': response.headers.get('content-type') ?? 'application/json' },
+    });
+  };
+  app.openapi(secured(config, headRoute, 'admin'), ((c: Context<AppEnv>) => forward(c, 'HEAD')) as never);
+  app.openapi(secured(config, postRoute, 'admin'), ((c: Context<AppEnv>) => forward(c, 'POST')) as never);
 }

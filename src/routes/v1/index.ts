@@ -153,6 +153,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
         countTokens(event.usage);
         return clientWantsUsage;
       },
+      onCutOff: observer?.onCutOff,
       onEnd: ({ error, clientAborted, bytes }) =>
         observer?.end({ errorKind: error === undefined ? undefined : 'stream_error', clientAborted, bytes }),
     });
