@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
-import { embed, generateText, streamText } from 'ai';
+import { embed, generateObject, generateText, jsonSchema, streamText, tool } from 'ai';
 import { createOllama } from 'ollama-ai-provider-v2';
 import { type Harness, startHarness } from '../helpers';
 import type { DoubleModel } from '../ollama-double';
@@ -10,7 +10,13 @@ import type { DoubleModel } from '../ollama-double';
 const KEY = 'ai-sdk-key-0123456789abcd';
 const ADMIN = 'ai-sdk-admin-0123456789a';
 const MODELS: DoubleModel[] = [
-  { name: 'llama3.2', capabilities: ['completion', 'tools'], tokens: ['The', ' sky', ' is', ' blue', '.'] },
+  {
+    name: 'llama3.2',
+    capabilities: ['completion', 'tools'],
+    tokens: ['The', ' sky', ' is', ' blue', '.'],
+    toolCalls: [{ name: 'get_weather', arguments: { city: 'Tokyo' } }],
+  },
+  { name: 'structured', structured: { city: 'Tokyo', sunny: true } },
   { name: 'nomic-embed-text', capabilities: ['embedding'] },
 ];
 
@@ -58,5 +64,35 @@ describe('AI SDK through Minato', () => {
     const ollama = createOllama({ baseURL: `${h.url}/api`, headers: { Authorization: 'Bearer wrong-key-0123456789abcdef' } });
     const failure = await generateText({ model: ollama('llama3.2'), prompt: 'Hi', maxRetries: 0 }).catch((error) => error);
     expect(failure.statusCode).toBe(401);
+  });
+
+  test('tools and structured output, on both providers', async () => {
+    const ollama = createOllama({ baseURL: `${h.url}/api`, headers: { Authorization: `Bearer ${KEY}` } });
+    const compatible = createOpenAICompatible({ name: 'minato', baseURL: `${h.url}/v1`, apiKey: KEY });
+    const getWeather = tool({
+      description: 'The weather in a city',
+      inputSchema: jsonSchema<{ city: string }>({ type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }),
+    });
+    for (const model of [ollama('llama3.2'), compatible('llama3.2')]) {
+      const { toolCalls } = await generateText({ model, prompt: 'Weather in Tokyo?', tools: { get_weather: getWeather } });
+      expect(toolCalls.map((call) => [call.toolName, call.input])).toEqual([['get_weather', { city: 'Tokyo' }]]);
+    }
+    const schema = jsonSchema<{ city: string; sunny: boolean }>({
+      type: 'object',
+      properties: { city: { type: 'string' }, sunny: { type: 'boolean' } },
+      required: ['city', 'sunny'],
+    });
+    const { object } = await generateObject({ model: ollama('structured'), schema, prompt: 'Weather as JSON' });
+    expect(object).toEqual({ city: 'Tokyo', sunny: true });
+  });
+
+  test('a missing model is an error the SDK surfaces with its status', async () => {
+    const ollama = createOllama({ baseURL: `${h.url}/api`, headers: { Authorization: `Bearer ${KEY}` } });
+    const viaApi = await generateText({ model: ollama('nosuch'), prompt: 'Hi', maxRetries: 0 }).catch((error) => error);
+    expect(viaApi.statusCode).toBe(404);
+    const compatible = createOpenAICompatible({ name: 'minato', baseURL: `${h.url}/v1`, apiKey: KEY });
+    const viaV1 = await generateText({ model: compatible('nosuch'), prompt: 'Hi', maxRetries: 0 }).catch((error) => error);
+    expect(viaV1.statusCode).toBe(404);
+    expect(viaV1.message).toContain('nosuch');
   });
 });

@@ -87,6 +87,14 @@ describe('ollama-js through Minato', () => {
     expect(refused.message).toContain('admin');
   });
 
+  test("copy and delete (admin): Ollama's empty 200s pass through, and an ordinary key is refused", async () => {
+    await admin.copy({ source: 'llama3.2', destination: 'llama-copy' });
+    expect((await user.list()).models.map((m) => m.name)).toContain('llama-copy:latest');
+    expect(((await user.delete({ model: 'llama-copy' }).catch((error) => error)) as { status_code: number }).status_code).toBe(403);
+    await admin.delete({ model: 'llama-copy' });
+    expect((await user.list()).models.map((m) => m.name)).not.toContain('llama-copy:latest');
+  });
+
   test('no key is a 401, a missing model a 404, each with a readable message', async () => {
     const anonymous = new Ollama({ host: h.url });
     const unauthorized = await anonymous.list().catch((error) => error);
