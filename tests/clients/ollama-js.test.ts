@@ -48,6 +48,25 @@ describe('ollama-js through Minato', () => {
     expect(await tokensOf('llama3.2')).toBe(before + 10);
   });
 
+  test('an image of a few hundred KB goes through (chat bodies have the chat limit, not 64 KiB); over the limit is a 413 as ollama-js reports it', async () => {
+    const small = startHarness({ MINATO_API_KEYS: USER, MINATO_MAX_CHAT_BODY_BYTES: String(1024 * 1024) }, MODELS);
+    try {
+      const client = new Ollama({ host: small.url, headers: { Authorization: `Bearer ${USER}` } });
+      const image = Buffer.alloc(300 * 1024, 7).toString('base64');
+      const answer = await client.chat({ model: 'llama3.2', messages: [{ role: 'user', content: 'What is this?', images: [image] }] });
+      expect(answer.message.content).toBe('The sky is blue.');
+      expect((small.ollama.last('/api/chat')!.body as { messages: { images: string[] }[] }).messages[0]!.images[0]).toBe(image);
+      const huge = Buffer.alloc(2 * 1024 * 1024, 7).toString('base64');
+      const refused = await client
+        .chat({ model: 'llama3.2', messages: [{ role: 'user', content: 'x', images: [huge] }] })
+        .catch((error) => error);
+      expect(refused.status_code).toBe(413);
+      expect(refused.message).toContain('at most');
+    } finally {
+      await small.close();
+    }
+  });
+
   test('tools and structured output', async () => {
     const tools = [
       {

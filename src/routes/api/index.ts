@@ -90,7 +90,8 @@ const routeOf = (policy: ApiPolicy): RouteConfig => {
         504: ollamaError('Ollama sent nothing before the deadline.'),
       },
     }),
-    { surface: 'ollama' },
+    // Bodies carry conversations and images (base64): the chat limit, not the 64 KiB default.
+    { surface: 'ollama', bodyLimit: (config) => config.maxChatBodyBytes },
   );
 };
 

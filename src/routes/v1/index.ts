@@ -79,7 +79,8 @@ const routeOf = (policy: V1Policy): RouteConfig =>
         504: openAiError('Ollama sent nothing before the deadline.'),
       },
     }),
-    { surface: 'openai' },
+    // Bodies carry conversations and images (data: URIs): the chat limit, not the 64 KiB default.
+    { surface: 'openai', bodyLimit: (config) => config.maxChatBodyBytes },
   );
 
 async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<Response> {
