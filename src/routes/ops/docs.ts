@@ -1,14 +1,16 @@
 import type { AppRouter } from '../../http/router';
 import { SECURITY_SCHEMES } from '../../middleware/auth';
 
-const SWAGGER_ASSETS = {
-  'swagger-ui.css': 'text/css; charset=utf-8',
-  'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
-} as const;
-
 // Swagger UI is served from the installed swagger-ui-dist package rather than a CDN: the GPU box
-// a sidecar runs on is often offline, and the reference must work there too.
-const assetPath = (name: string) => Bun.fileURLToPath(import.meta.resolve(`swagger-ui-dist/${name}`));
+// a sidecar runs on is often offline, and the reference must work there too. Imported as files,
+// so that `bun build --compile` embeds them in the single executable (`bun run build`).
+import swaggerCss from 'swagger-ui-dist/swagger-ui.css' with { type: 'file' };
+import swaggerJs from 'swagger-ui-dist/swagger-ui-bundle.js' with { type: 'file' };
+
+const SWAGGER_ASSETS = {
+  'swagger-ui.css': { path: swaggerCss, type: 'text/css; charset=utf-8' },
+  'swagger-ui-bundle.js': { path: swaggerJs, type: 'text/javascript; charset=utf-8' },
+} as const;
 
 const page = `<!doctype html>
 <html lang="en">
@@ -55,10 +57,10 @@ export function registerDocsRoutes(app: AppRouter) {
   });
   app.get('/docs', (c) => c.html(page));
   app.get('/redoc', (c) => c.redirect('/docs', 301));
-  for (const [name, type] of Object.entries(SWAGGER_ASSETS)) {
+  for (const [name, { path, type }] of Object.entries(SWAGGER_ASSETS)) {
     app.get(
       `/docs/${name}`,
-      () => new Response(Bun.file(assetPath(name)), { headers: { 'Content-Type': type, 'Cache-Control': 'public, max-age=86400' } }),
+      () => new Response(Bun.file(path), { headers: { 'Content-Type': type, 'Cache-Control': 'public, max-age=86400' } }),
     );
   }
 }
