@@ -7,7 +7,7 @@ import { createMetrics } from './observability/metrics';
 import { type AppRouter, createRouter } from './http/router';
 import { createAdmission } from './admission/queue';
 import { createLifecycle } from './lifecycle';
-import { createRateLimiter } from './security/rate-limit';
+import { createRateLimiter, createRedisRateLimiter } from './security/rate-limit';
 import { authenticate } from './middleware/auth';
 import { corsFor } from './middleware/cors';
 import { hostGuard } from './security/host-guard';
@@ -54,7 +54,13 @@ export function createApp({
   app.use('*', hostGuard(config));
   app.use('*', requestLimits(config, lifecycle));
   if (config.corsOrigins.length > 0) app.use('*', corsFor(config.corsOrigins));
-  app.use('*', authenticate(config, createRateLimiter()));
+  // Per-key limits in Redis when several replicas share them (MINATO_REDIS_URL), else in this process.
+  const logLine = (level: 'warn' | 'info', msg: string) => {
+    const line = JSON.stringify({ time: new Date().toISOString(), level, msg });
+    if (log) log(line);
+    else process.stdout.write(`${line}\n`);
+  };
+  app.use('*', authenticate(config, config.redisUrl ? createRedisRateLimiter(config.redisUrl, logLine) : createRateLimiter()));
 
   if (metrics) {
     metrics.gauge('minato_queue_waiting', "Generations waiting in Minato's queue for a slot.", () => admission.queued);

@@ -143,6 +143,8 @@ const EnvSchema = z.object({
   CORS_ORIGINS: z.string().optional(),
   /** Without API keys: host names (besides loopback ones and the bind address) requests may be addressed to; `*` for any. */
   MINATO_ALLOWED_HOSTS: z.string().optional(),
+  /** Redis shared by several replicas for per-key rate limits (`redis://host:6379`); unset: per process. */
+  MINATO_REDIS_URL: z.string().optional(),
   /** Requests per minute per key (or per client address when no keys are configured); 0 turns it off. */
   MINATO_RATE_LIMIT: wholeNumber('of requests per minute, 0 or more (0 turns it off)', 0).default(600),
   /** Generations running at once, per model and in all. */
@@ -192,6 +194,7 @@ export type Config = {
   /** Host names accepted without keys besides loopback ones (the bind address included); `*` for any. */
   allowedHosts: string[];
   rateLimitPerMinute: number;
+  redisUrl?: string;
   maxConcurrentPerModel: number;
   maxConcurrent: number;
   maxConcurrentPerKey: number;
@@ -291,6 +294,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     corsOrigins,
     allowedHosts,
     rateLimitPerMinute: e.MINATO_RATE_LIMIT,
+    redisUrl: e.MINATO_REDIS_URL,
     maxConcurrentPerModel: e.MINATO_MAX_CONCURRENT_PER_MODEL,
     maxConcurrent: e.MINATO_MAX_CONCURRENT,
     maxConcurrentPerKey: e.MINATO_MAX_CONCURRENT_PER_KEY ?? Math.max(1, Math.ceil(e.MINATO_MAX_CONCURRENT / 2)),

@@ -4,7 +4,7 @@ import { createMiddleware } from 'hono/factory';
 import { type Config, isLoopback } from '../config';
 import { allows, findKey, presentedKey, type Scope } from '../security/api-keys';
 import { ApiError } from '../http/errors';
-import { createRateLimiter, type RateLimiter } from '../security/rate-limit';
+import { createRateLimiter, type RateLimiter, type SharedRateLimiter } from '../security/rate-limit';
 import type { AppEnv } from '../http/router';
 import { jsonError as authErrorResponse } from '../openapi/schemas';
 
@@ -44,7 +44,11 @@ const unauthorized = (detail: string, error?: string) =>
  * same address, as the original service had no limit), while beyond loopback (allowed only with
  * MINATO_ALLOW_UNAUTHENTICATED) the rate limit counts per client address.
  */
-export function authenticate(config: Config, limiter: RateLimiter, failures: RateLimiter = createRateLimiter()) {
+export function authenticate(
+  config: Config,
+  limiter: Pick<RateLimiter, 'take'> | SharedRateLimiter,
+  failures: RateLimiter = createRateLimiter(),
+) {
   const keys = config.apiKeys;
   const addressOf = (c: Context<AppEnv>) => c.env?.server?.requestIP(c.req.raw)?.address ?? 'local';
   const limitByAddress = keys.length === 0 && !isLoopback(config.host);
@@ -94,7 +98,7 @@ export function authenticate(config: Config, limiter: RateLimiter, failures: Rat
       client = `ip:${addressOf(c)}`;
     }
     if (limit === 0) return next();
-    const decision = limiter.take(client, limit);
+    const decision = await limiter.take(client, limit);
     if (!decision.allowed) {
       throw new ApiError(
         429,

@@ -16,6 +16,17 @@ type Bucket = { tokens: number; updatedAt: number; limit: number };
 
 export type RateDecision = { allowed: boolean; headers: Record<string, string> };
 
+/** The answer for a bucket of `limit` per minute left with `tokens` after a take that was `allowed` (or not). */
+function decisionOf(limit: number, tokens: number, allowed: boolean): RateDecision {
+  const msPerToken = (WINDOW_SECONDS * 1000) / limit;
+  const headers: Record<string, string> = {
+    'RateLimit-Policy': `"minute";q=${limit};w=${WINDOW_SECONDS}`,
+    RateLimit: `"minute";r=${Math.floor(tokens)};t=${Math.ceil(((limit - tokens) * msPerToken) / 1000)}`,
+  };
+  if (!allowed) headers['Retry-After'] = String(Math.max(1, Math.ceil(((1 - tokens) * msPerToken) / 1000)));
+  return { allowed, headers };
+}
+
 export function createRateLimiter(now: () => number = () => performance.now()) {
   const buckets = new Map<string, Bucket>();
 
@@ -44,17 +55,9 @@ export function createRateLimiter(now: () => number = () => performance.now()) {
       } else {
         refill(bucket, at);
       }
-      const msPerToken = (WINDOW_SECONDS * 1000) / limit;
       const allowed = bucket.tokens >= 1;
       if (allowed) bucket.tokens -= 1;
-      const remaining = Math.floor(bucket.tokens);
-      const untilFull = Math.ceil(((limit - bucket.tokens) * msPerToken) / 1000);
-      const headers: Record<string, string> = {
-        'RateLimit-Policy': `"minute";q=${limit};w=${WINDOW_SECONDS}`,
-        RateLimit: `"minute";r=${remaining};t=${untilFull}`,
-      };
-      if (!allowed) headers['Retry-After'] = String(Math.max(1, Math.ceil(((1 - bucket.tokens) * msPerToken) / 1000)));
-      return { allowed, headers };
+      return decisionOf(limit, bucket.tokens, allowed);
     },
     /** Seconds until `client` has a token again (0 when it has one now), without taking one. */
     wait(client: string, limit: number): number {
@@ -71,3 +74,69 @@ export function createRateLimiter(now: () => number = () => performance.now()) {
 }
 
 export type RateLimiter = ReturnType<typeof createRateLimiter>;
+
+/**
+ * The same token bucket kept in Redis (MINATO_REDIS_URL), so that several Minato replicas behind a
+ * balancer enforce one limit per key: one Lua script reads, refills and takes atomically, on
+ * Redis's own clock. Bun's built-in Redis client: no dependency. When Redis cannot be reached,
+ * limits fall back to this process's own buckets (fail open: a Redis outage must not take the GPU
+ * box down with it), said once in the log when it happens and once when Redis is back.
+ */
+const TAKE = `
+local limit = tonumber(ARGV[1])
+local window = ${WINDOW_SECONDS * 1000}
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local data = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'limit')
+local tokens = tonumber(data[1])
+local at = tonumber(data[2])
+if tokens == nil or tonumber(data[3]) ~= limit then tokens = limit; at = now end
+tokens = math.min(limit, tokens + (now - at) * limit / window)
+local allowed = 0
+if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now), 'limit', tostring(limit))
+redis.call('PEXPIRE', KEYS[1], window * 2)
+return {allowed, tostring(tokens)}
+`;
+
+export type SharedRateLimiter = {
+  take(client: string, limit: number): Promise<RateDecision>;
+  close(): void;
+};
+
+export function createRedisRateLimiter(url: string, log: (level: 'warn' | 'info', msg: string) => void): SharedRateLimiter {
+  const local = createRateLimiter();
+  const redis = new Bun.RedisClient(url, { autoReconnect: true, enableOfflineQueue: false, connectionTimeout: 1000 });
+  let down = false;
+  // Commands fail at once while disconnected (no offline queue): the first ones wait for the connection.
+  let connecting: Promise<unknown> | undefined = redis.connect().catch((error) => error);
+  const fallBack = (error: unknown) => {
+    if (!down) {
+      down = true;
+      log(
+        'warn',
+        `Redis at MINATO_REDIS_URL is unavailable (${(error as Error)?.message ?? error}); rate limits are counted per process until it is back.`,
+      );
+    }
+  };
+  return {
+    async take(client, limit) {
+      if (connecting) {
+        await connecting;
+        connecting = undefined;
+      }
+      try {
+        const [allowed, tokens] = (await redis.send('EVAL', [TAKE, '1', `minato:rate:${client}`, String(limit)])) as [number, string];
+        if (down) {
+          down = false;
+          log('info', 'Redis at MINATO_REDIS_URL is back; rate limits are shared again.');
+        }
+        return decisionOf(limit, Number(tokens), allowed === 1);
+      } catch (error) {
+        fallBack(error);
+        return local.take(client, limit);
+      }
+    },
+    close: () => redis.close(),
+  };
+}
