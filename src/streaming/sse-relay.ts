@@ -9,6 +9,8 @@
 export type SseRelayOptions = {
   idleTimeoutMs: number;
   idleSetting: string;
+  /** Cut off a client that leaves what it was handed unread this long (MINATO_CLIENT_STALL_TIMEOUT). */
+  stallTimeoutMs?: number;
   abortUpstream: (reason?: unknown) => void;
   /** Sees each event's data (the text after `data: `); returns false to leave the event out. */
   onEvent?: (data: string) => boolean;
@@ -35,7 +37,7 @@ function dataOf(event: string): string | undefined {
 }
 
 export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelayOptions): ReadableStream<Uint8Array> {
-  const { idleTimeoutMs, idleSetting, abortUpstream, onEvent, onEnd, onFirstByte, onCutOff } = options;
+  const { idleTimeoutMs, idleSetting, stallTimeoutMs, abortUpstream, onEvent, onEnd, onFirstByte, onCutOff } = options;
   const reader = upstream.getReader();
   let buffered = '';
   let sent = 0;
@@ -45,12 +47,24 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
   // One timer per stream: a read that has been pending for a whole period fails the stream.
   let pendingSince = 0;
   let reading = false;
-  const period = Math.max(5, idleTimeoutMs / 4);
+  const period = Math.max(5, Math.min(idleTimeoutMs, stallTimeoutMs ?? Number.POSITIVE_INFINITY) / 4);
   let expired = false;
+  // A client that does not come back for what it was handed holds a slot and Ollama's runner.
+  let handedAt = 0;
+  let unread = false;
+  let downstream: ReadableStreamDefaultController<Uint8Array> | undefined;
   const timer = setInterval(() => {
-    if (reading && performance.now() - pendingSince >= idleTimeoutMs) {
+    const now = performance.now();
+    if (reading && now - pendingSince >= idleTimeoutMs) {
       expired = true;
       reader.cancel().catch(() => {});
+    } else if (stallTimeoutMs !== undefined && unread && !finished && now - handedAt >= stallTimeoutMs) {
+      finished = true;
+      clearInterval(timer);
+      abortUpstream(new Error('client stopped reading'));
+      reader.cancel().catch(() => {});
+      onEnd?.({ done: sawDone, error: 'client_stalled', bytes: sent });
+      downstream?.error();
     }
   }, period);
 
@@ -72,11 +86,13 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
   return new ReadableStream<Uint8Array>(
     {
       start(controller) {
+        downstream = controller;
         onCutOff?.(() =>
           end(controller, 'Minato is shutting down; the answer was cut off. Retry on another instance, or in a few seconds.'),
         );
       },
       async pull(controller) {
+        unread = false;
         for (;;) {
           if (finished) return;
           let result: { done: boolean; value?: Uint8Array };
@@ -123,6 +139,8 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
             }
             sent += bytes.length;
             controller.enqueue(bytes);
+            handedAt = performance.now();
+            unread = true;
             return;
           }
         }

@@ -144,6 +144,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
     const sse = relaySse(response.body, {
       idleTimeoutMs: config.streamIdleTimeoutMs,
       idleSetting: 'MINATO_STREAM_IDLE_TIMEOUT',
+      stallTimeoutMs: config.clientStallTimeoutMs,
       abortUpstream: upstream.abort,
       onFirstByte: () => observer?.firstByte(),
       onEvent: (data) => {
