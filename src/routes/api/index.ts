@@ -1,16 +1,14 @@
 import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { createMiddleware } from 'hono/factory';
-import { admittedStream, admittedWhole } from '../../admission/admitted';
 import type { Deps } from '../../deps';
 import { ApiError } from '../../http/errors';
 import { allowLongWait } from '../../http/long-wait';
-import { isValidModelName } from '../../http/model-name';
 import { withFacts } from '../../http/route-facts';
 import type { AppEnv, AppRouter } from '../../http/router';
-import { anyKey, secured } from '../../middleware/auth';
+import { secured } from '../../middleware/auth';
 import { parseObject } from '../../streaming/ndjson';
 import { answerIdle, pullIdle, streamResponse } from '../../streaming/relay';
+import { admittedRelay, checkedModel, jsonBody, keepRawBody, passThrough, registerRelayed } from '../relayed';
 import { API_POLICIES, type ApiPolicy } from './policy';
 
 const OllamaError = z.object({ error: z.string() }).openapi('OllamaError');
@@ -43,12 +41,6 @@ const GenerateBody = z
     keep_alive: z.union([z.number(), z.string()]).optional(),
   })
   .openapi('OllamaGenerateRequest');
-
-/** Reads the body once, as bytes: what is relayed is what the client sent. */
-const keepRawBody = createMiddleware<AppEnv>(async (c, next) => {
-  await c.req.arrayBuffer();
-  await next();
-});
 
 const routeOf = (policy: ApiPolicy): RouteConfig => {
   const schema = policy.path === '/api/chat' ? ChatBody : policy.path === '/api/generate' ? GenerateBody : undefined;
@@ -95,15 +87,11 @@ const routeOf = (policy: ApiPolicy): RouteConfig => {
   );
 };
 
-/** The body's model name (checked like every model name Minato passes on), if it names one. */
-function modelOf(policy: ApiPolicy, body: Record<string, unknown> | undefined): string | undefined {
+/** The body's model name, from the first of the policy's fields that holds one. */
+function modelOf(c: Context<AppEnv>, policy: ApiPolicy, body: Record<string, unknown> | undefined): string | undefined {
   for (const field of policy.modelFields ?? []) {
-    const value = body?.[field];
-    if (typeof value === 'string' && value !== '') {
-      if (!isValidModelName(value))
-        throw new ApiError(400, `"${value.slice(0, 100)}" is not a model name Ollama accepts.`, 'invalid_model_name');
-      return value;
-    }
+    const model = checkedModel(c, body?.[field]);
+    if (model !== undefined) return model;
   }
   return undefined;
 }
@@ -115,15 +103,8 @@ function modelOf(policy: ApiPolicy, body: Record<string, unknown> | undefined): 
  */
 async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise<Response> {
   const { config, ollama } = deps;
-  let raw: Uint8Array | undefined;
-  let body: Record<string, unknown> | undefined;
-  if (policy.method !== 'get') {
-    raw = new Uint8Array(await c.req.arrayBuffer());
-    body = parseObject(new TextDecoder().decode(raw));
-    if (!body) throw new ApiError(400, 'The body is not a JSON object.', 'malformed_body');
-  }
-  const model = modelOf(policy, body);
-  if (model !== undefined) c.var.record.model = model;
+  const { raw, body } = policy.method === 'get' ? { raw: undefined, body: undefined } : await jsonBody(c);
+  const model = modelOf(c, policy, body);
   const streams = policy.streams !== undefined && body?.stream !== false;
   const idle = policy.streams === 'progress' ? pullIdle(config) : answerIdle(config);
   const isFinal =
@@ -148,8 +129,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise
       if (answer) deps.metrics?.generation(model, answer.eval_count, answer.eval_duration);
     }
     c.var.record.bytes = bytes.byteLength;
-    const type = response.headers.get('content-type');
-    return new Response(bytes.byteLength === 0 ? null : bytes, { status: response.status, headers: type ? { 'Content-Type': type } : {} });
+    return passThrough(response, bytes);
   };
 
   const stream = async (observe?: Parameters<typeof streamResponse>[5]) => {
@@ -158,16 +138,12 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise
     const type = response.headers.get('content-type') ?? '';
     // An error, or a single JSON object (a model load), is passed on as Ollama wrote it.
     if (!response.ok || !type.startsWith('application/x-ndjson') || !response.body) {
-      const bytes = await response.arrayBuffer();
-      return new Response(bytes, { status: response.status, headers: { 'Content-Type': type || 'application/json' } });
+      return passThrough(response, await response.arrayBuffer(), 'application/json');
     }
     return streamResponse(idle, upstream, response.body, 'ndjson', isFinal, observe);
   };
 
-  if (policy.generation && model !== undefined) {
-    return streams ? admittedStream(c, deps, model, 'ndjson', stream, { queueEvents: false }) : admittedWhole(c, deps, model, whole);
-  }
-  return streams ? stream(c.var.observeStream) : whole();
+  return admittedRelay(c, deps, { model, generation: policy.generation, streams }, stream, whole);
 }
 
 /**
@@ -175,12 +151,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise
  * Ollama providers work through Minato unchanged — with its keys, queue, deadlines, logs and metrics.
  */
 export function registerOllamaApi(app: AppRouter, deps: Deps) {
-  const { config } = deps;
-  for (const policy of API_POLICIES) {
-    const route = routeOf(policy);
-    const guarded = policy.scope === 'any' ? anyKey(config, route) : secured(config, route, policy.scope);
-    app.openapi(guarded, ((c: Context<AppEnv>) => relay(c, deps, policy)) as never);
-  }
+  registerRelayed(app, deps, API_POLICIES, routeOf, relay);
   registerBlobs(app, deps);
   return app;
 }

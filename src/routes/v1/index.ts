@@ -1,18 +1,14 @@
 import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { createMiddleware } from 'hono/factory';
-import { admittedStream, admittedWhole } from '../../admission/admitted';
 import type { Deps } from '../../deps';
-import { ApiError } from '../../http/errors';
 import { allowLongWait } from '../../http/long-wait';
-import { isValidModelName } from '../../http/model-name';
 import { withFacts } from '../../http/route-facts';
 import type { AppEnv, AppRouter } from '../../http/router';
-import { anyKey, secured } from '../../middleware/auth';
 import type { StreamObserver } from '../../observability/metrics';
 import type { Scope } from '../../security/api-keys';
 import { STREAM_HEADERS, parseObject } from '../../streaming/ndjson';
 import { relaySse } from '../../streaming/sse-relay';
+import { admittedRelay, checkedModel, jsonBody, keepRawBody, passThrough, registerRelayed } from '../relayed';
 
 /**
  * OpenAI-compatible `/v1/*`: Ollama's own `/v1` relayed (Ollama does the translation), behind
@@ -35,11 +31,6 @@ const OpenAiError = z
   .openapi('OpenAiError');
 const openAiError = (description: string) => ({ content: { 'application/json': { schema: OpenAiError } }, description });
 const AnyJson = z.record(z.string(), z.unknown());
-
-const keepRawBody = createMiddleware<AppEnv>(async (c, next) => {
-  await c.req.arrayBuffer();
-  await next();
-});
 
 const routeOf = (policy: V1Policy): RouteConfig =>
   withFacts(
@@ -85,19 +76,8 @@ const routeOf = (policy: V1Policy): RouteConfig =>
 
 async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<Response> {
   const { config, ollama, metrics } = deps;
-  let raw: Uint8Array | undefined;
-  let body: Record<string, unknown> | undefined;
-  if (policy.method === 'post') {
-    raw = new Uint8Array(await c.req.arrayBuffer());
-    body = parseObject(new TextDecoder().decode(raw));
-    if (!body) throw new ApiError(400, 'The body is not a JSON object.', 'malformed_body');
-  }
-  const model = typeof body?.model === 'string' ? body.model : undefined;
-  if (model !== undefined) {
-    if (!isValidModelName(model))
-      throw new ApiError(400, `"${model.slice(0, 100)}" is not a model name Ollama accepts.`, 'invalid_model_name');
-    c.var.record.model = model;
-  }
+  let { raw, body } = policy.method === 'post' ? await jsonBody(c) : { raw: undefined, body: undefined };
+  const model = checkedModel(c, body?.model);
   const streams = body?.stream === true;
   // Tokens are counted for every stream: Ollama is asked for the usage chunk even when the client
   // did not ask, and that chunk is then left out of what the client receives.
@@ -126,10 +106,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
     const bytes = await response.arrayBuffer();
     if (response.ok && policy.generation) countTokens(parseObject(new TextDecoder().decode(bytes))?.usage);
     c.var.record.bytes = bytes.byteLength;
-    return new Response(bytes, {
-      status: response.status,
-      headers: { 'Content-Type': response.headers.get('content-type') ?? 'application/json' },
-    });
+    return passThrough(response, bytes, 'application/json');
   };
 
   const stream = async (observe?: () => StreamObserver) => {
@@ -137,8 +114,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
     const { response } = upstream;
     const type = response.headers.get('content-type') ?? '';
     if (!response.ok || !type.startsWith('text/event-stream') || !response.body) {
-      const bytes = await response.arrayBuffer();
-      return new Response(bytes, { status: response.status, headers: { 'Content-Type': type || 'application/json' } });
+      return passThrough(response, await response.arrayBuffer(), 'application/json');
     }
     const observer = observe?.();
     const sse = relaySse(response.body, {
@@ -162,17 +138,9 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
     return new Response(sse, { status: 200, headers: { 'Content-Type': 'text/event-stream; charset=utf-8', ...STREAM_HEADERS } });
   };
 
-  if (policy.generation && model !== undefined) {
-    return streams ? admittedStream(c, deps, model, 'ndjson', stream, { queueEvents: false }) : admittedWhole(c, deps, model, whole);
-  }
-  return streams ? stream(c.var.observeStream) : whole();
+  return admittedRelay(c, deps, { model, generation: policy.generation, streams }, stream, whole);
 }
 
 export function registerOpenAiApi(app: AppRouter, deps: Deps) {
-  const { config } = deps;
-  for (const policy of V1_POLICIES) {
-    const route = routeOf(policy);
-    const guarded = policy.scope === 'any' ? anyKey(config, route) : secured(config, route, policy.scope);
-    app.openapi(guarded, ((c: Context<AppEnv>) => relay(c, deps, policy)) as never);
-  }
+  registerRelayed(app, deps, V1_POLICIES, routeOf, relay);
 }
