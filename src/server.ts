@@ -1,7 +1,6 @@
 import { createApp } from './app';
 import type { AppDependencies } from './deps';
 import { ownBodyLimits } from './http/route-facts';
-import { maxVisionBodyBytes } from './uploads/images';
 import { createLifecycle, type Lifecycle } from './lifecycle';
 
 /** Serves the app with Bun the way `bun run start` does; tests start it the same way on port 0. */
@@ -14,7 +13,7 @@ export function startServer(dependencies: AppDependencies, overrides: { port?: n
     port: overrides.port ?? config.port,
     // Routes count their bodies while read and refuse them with a JSON 413 at their own limit.
     // Bun's own bound sits just above the largest: Bun's 413 has an empty body.
-    maxRequestBodySize: Math.max(config.maxBodyBytes, maxVisionBodyBytes(config), ...ownBodyLimits(config)) + 64 * 1024,
+    maxRequestBodySize: Math.max(config.maxBodyBytes, ...ownBodyLimits(config)) + 64 * 1024,
     fetch: (request, server) => app.fetch(request, { server }),
   });
   return { server, lifecycle, shutdown: () => shutdown(server, lifecycle, config.shutdownGraceMs) };

@@ -3,7 +3,7 @@ import type { ChatResult, Statistics, ToolCall } from './answers';
 import { ApiError } from '../http/errors';
 import type { StreamObserver } from '../observability/metrics';
 import type { StreamFormat } from '../streaming/ndjson';
-import { answerIdle, consumeNdjson, streamResponse } from '../streaming/relay';
+import { answerIdle, consumeNdjson, linesOf, streamResponse } from '../streaming/relay';
 import { type UpstreamCall, upstreamError } from './client';
 
 /** The body of Ollama's `POST /api/chat`, holding only what the client set. */
@@ -64,11 +64,6 @@ export async function chatStream(
   observe?: () => StreamObserver,
 ): Promise<Response> {
   const call = await startChat(deps, body, signal);
-  let upstream = call.response.body;
-  // The load answer (empty history) is one JSON object, not a stream.
-  if ((call.response.headers.get('content-type') ?? '').startsWith('application/json') || !upstream) {
-    const line = (await call.response.text()).trim();
-    upstream = new Response(`${line}\n`).body as ReadableStream<Uint8Array>;
-  }
+  const upstream = await linesOf(call.response);
   return streamResponse(answerIdle(deps.config), call, upstream, format, (line) => line.done === true, observe);
 }

@@ -5,7 +5,7 @@ import type { StreamFormat } from '../streaming/ndjson';
 import { type UpstreamCall, upstreamError } from './client';
 import type { Deps } from '../deps';
 import type { GenerateResult, Statistics } from './answers';
-import { answerIdle, consumeNdjson, streamResponse } from '../streaming/relay';
+import { answerIdle, consumeNdjson, linesOf, streamResponse } from '../streaming/relay';
 
 type GenerateBody = { model: string; stream: boolean; images?: ImageSource[] } & Record<string, unknown>;
 
@@ -22,10 +22,6 @@ async function startGeneration({ config, ollama }: Deps, body: GenerateBody, sig
   if (!call.response.ok) throw await upstreamError(call.response, body.model);
   return call;
 }
-
-// An empty prompt makes Ollama load the model and answer one plain JSON object even when
-// streaming was asked for (docs: "Empty-prompt load"); branch on Content-Type, not on `stream`.
-const isSingleObject = (response: Response) => (response.headers.get('content-type') ?? '').startsWith('application/json');
 
 /**
  * The synchronous answer. Ollama is asked to stream and Minato joins the pieces exactly as
@@ -62,10 +58,6 @@ export async function answerStream(
   observe?: () => StreamObserver,
 ): Promise<Response> {
   const call = await startGeneration(deps, body, signal);
-  let upstream = call.response.body;
-  if (isSingleObject(call.response) || !upstream) {
-    const line = (await call.response.text()).trim();
-    upstream = new Response(`${line}\n`).body as ReadableStream<Uint8Array>;
-  }
+  const upstream = await linesOf(call.response);
   return streamResponse(answerIdle(deps.config), call, upstream, format, isFinalGenerateLine, observe);
 }

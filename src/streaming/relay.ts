@@ -23,6 +23,17 @@ export const pullIdle = (config: Config): IdleDeadline => ({
   clientStallMs: config.clientStallTimeoutMs,
 });
 
+/**
+ * Ollama's answer body as a stream of lines. A model load (an empty prompt or history) is one
+ * plain JSON object even when streaming was asked for (ollama-api.md: "Empty-prompt load"):
+ * branch on the Content-Type, not on `stream`, and make it one line.
+ */
+export async function linesOf(response: Response): Promise<ReadableStream<Uint8Array>> {
+  if (response.body && !(response.headers.get('content-type') ?? '').startsWith('application/json')) return response.body;
+  const line = (await response.text()).trim();
+  return new Response(`${line}\n`).body as ReadableStream<Uint8Array>;
+}
+
 /** A relayed NDJSON stream as a streamed Response in the client's format. */
 export function streamResponse(
   idle: IdleDeadline,

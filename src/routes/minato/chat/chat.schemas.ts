@@ -54,23 +54,6 @@ const stop = z
   .optional()
   .openapi({ description: 'A stop sequence, or a list of them. Example: `["\\n\\n"]`.', examples: [['\n\n']] });
 
-/** Generation parameters Minato puts into Ollama's `options`, the same as the query of `GET /{model_name}`. */
-export const CHAT_OPTION_KEYS = [
-  'numa',
-  'num_ctx',
-  'num_keep',
-  'num_batch',
-  'low_vram',
-  'seed',
-  'temperature',
-  'num_predict',
-  'top_k',
-  'top_p',
-  'min_p',
-  'repeat_penalty',
-  'stop',
-] as const;
-
 export const ChatRequest = z
   .object({
     messages: z.array(ChatMessage).openapi({

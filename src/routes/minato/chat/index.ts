@@ -10,7 +10,8 @@ import { type ChatBody, chatStream, chatSync } from '../../../ollama/chat';
 import { negotiateStreamFormat } from '../../../streaming/ndjson';
 import { checkedBase64Image } from '../../../uploads/images';
 import { chatStreamRoute, chatSyncRoute } from './chat.routes';
-import { CHAT_OPTION_KEYS, type ChatRequest } from './chat.schemas';
+import { OPTION_KEYS } from '../generate/generate.schemas';
+import type { ChatRequest } from './chat.schemas';
 
 /**
  * Ollama's `/api/chat` body from Minato's: messages (their images checked and in the standard
@@ -37,7 +38,7 @@ function toChatBody(model: string, request: ChatRequest, config: Deps['config'])
     };
   });
   const options: Record<string, unknown> = {};
-  for (const key of CHAT_OPTION_KEYS) if (request[key] !== undefined) options[key] = request[key];
+  for (const key of OPTION_KEYS) if (request[key] !== undefined) options[key] = request[key];
   const body: ChatBody = { model, messages };
   if (request.tools !== undefined) body.tools = request.tools;
   if (request.format !== undefined) body.format = request.format;

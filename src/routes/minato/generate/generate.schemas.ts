@@ -117,7 +117,8 @@ export const GenerationQuery = z.object({
 
 export type GenerationQuery = z.output<typeof GenerationQuery>;
 
-const OPTION_KEYS = [
+/** The generation parameters Minato puts into Ollama's `options` (the query here, top-level fields on chat). */
+export const OPTION_KEYS = [
   'numa',
   'num_ctx',
   'num_keep',
