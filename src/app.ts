@@ -1,6 +1,6 @@
 import { HTTPException } from 'hono/http-exception';
 import { ApiError, ClientGoneError } from './http/errors';
-import { errorPayload } from './http/render-error';
+import { errorPayload, surfaceOfPath } from './http/render-error';
 import { factsOf } from './http/route-facts';
 import { RESERVED_FIRST_SEGMENTS } from './http/model-name';
 import { createMetrics } from './observability/metrics';
@@ -67,9 +67,6 @@ export function createApp({
     metrics.gauge('minato_generations_running', 'Generations holding a slot (sent to Ollama).', () => admission.running);
   }
   const routes = mountRoutes(app, { ...deps, lifecycle });
-  const notFound = (path: string) =>
-    Response.json({ detail: `No route ${path}. The API reference is at /docs.`, code: 'not_found' }, { status: 404 });
-
   const table = routeTable(app);
 
   app.notFound((c) => {
@@ -88,25 +85,15 @@ export function createApp({
         { Allow: [...new Set(allowed)].join(', ') },
       );
     }
-    // The OpenAI-compatible surface: its clients read `error.message`.
-    if (c.req.path === '/v1' || c.req.path.startsWith('/v1/')) {
-      return c.json(
-        {
-          error: {
-            message: `No route ${c.req.path} in Minato's OpenAI-compatible API.`,
-            type: 'not_found_error',
-            param: null,
-            code: 'not_found',
-          },
-        },
-        404,
-      );
-    }
-    // Ollama's native surface: its clients read `error` as a string.
-    if (c.req.path === '/api' || c.req.path.startsWith('/api/')) {
-      return c.json({ error: `No route ${c.req.path} in Minato's Ollama API. The API reference is at /docs.` }, 404);
-    }
-    return notFound(c.req.path);
+    // In the dialect of the path's surface: Ollama's and OpenAI's clients read their own shapes.
+    const surface = surfaceOfPath(c.req.path);
+    const where = surface === 'ollama' ? " in Minato's Ollama API" : surface === 'openai' ? " in Minato's OpenAI-compatible API" : '';
+    const error = new ApiError(
+      404,
+      `No route ${c.req.path}${where}.${surface === 'openai' ? '' : ' The API reference is at /docs.'}`,
+      'not_found',
+    );
+    return c.json(errorPayload(surface, error), 404);
   });
 
   app.onError((error, c) => {

@@ -9,6 +9,10 @@ import type { ApiError } from './errors';
  */
 export type Surface = 'minato' | 'ollama' | 'openai';
 
+/** The surface of a request no route matched, by its path: `/api/*` Ollama's, `/v1/*` OpenAI's. */
+export const surfaceOfPath = (path: string): Surface =>
+  path === '/api' || path.startsWith('/api/') ? 'ollama' : path === '/v1' || path.startsWith('/v1/') ? 'openai' : 'minato';
+
 /** OpenAI's error `type` for a status, as its SDKs map them. */
 const openAiType = (status: number) =>
   status === 401

@@ -3,6 +3,8 @@ import type { Hook } from '@hono/zod-openapi';
 import type { Env } from 'hono';
 import { getPath } from 'hono/utils/url';
 import type { ApiKey } from '../security/api-keys';
+import { ApiError } from './errors';
+import { errorPayload } from './render-error';
 import { factsOf } from './route-facts';
 import type { StreamObserver } from '../observability/metrics';
 import type { RequestRecord } from '../observability/request-record';
@@ -57,25 +59,10 @@ export const validationHook: Hook<unknown, AppEnv, string, unknown> = (result, c
         (target === 'json' && /received undefined/.test(issue.message)));
     return [{ loc: [where, ...path], msg: missing ? 'Field required' : issue.message, type: missing ? 'missing' : issue.code }];
   });
-  // The Ollama-native surface answers as Ollama does: 400 with `{"error": "..."}`.
-  if (factsOf(c)?.surface === 'openai') {
-    const first = detail[0];
-    return c.json(
-      {
-        error: {
-          message: detail.map((item) => `${item.loc.join('.')}: ${item.msg}`).join('; '),
-          type: 'invalid_request_error',
-          param: first ? String(first.loc.at(-1)) : null,
-          code: 'validation_error',
-        },
-      },
-      400,
-    );
-  }
-  if (factsOf(c)?.surface === 'ollama') {
-    return c.json({ error: detail.map((item) => `${item.loc.join('.')}: ${item.msg}`).join('; ') }, 400);
-  }
-  return c.json({ detail, code: 'validation_error' }, 422);
+  // Rendered for the route's surface: Minato's 422 list, or a 400 in Ollama's or OpenAI's shape.
+  const surface = factsOf(c)?.surface ?? 'minato';
+  const error = new ApiError(surface === 'minato' ? 422 : 400, 'The request is not valid.', 'validation_error', {}, detail);
+  return c.json(errorPayload(surface, error), error.statusCode);
 };
 
 export function createRouter() {

@@ -1,4 +1,5 @@
 import type { Deps } from '../deps';
+import { ApiError } from '../http/errors';
 import { RESERVED_FIRST_SEGMENTS } from '../http/model-name';
 import type { AppRouter } from '../http/router';
 import type { Lifecycle } from '../lifecycle';
@@ -39,7 +40,7 @@ export function mountRoutes(app: AppRouter, deps: Deps & { lifecycle: Lifecycle 
   app.use('/:model_name', async (c, next) => {
     // `GET /api`, `GET /v1`, …: reserved names are routes (or kept for later), never models.
     if (c.req.method === 'GET' && RESERVED_FIRST_SEGMENTS.has(c.req.param('model_name'))) {
-      return c.json({ detail: `No route ${c.req.path}. The API reference is at /docs.`, code: 'not_found' }, 404);
+      throw new ApiError(404, `No route ${c.req.path}. The API reference is at /docs.`, 'not_found');
     }
     await next();
   });
