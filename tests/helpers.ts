@@ -164,3 +164,10 @@ export async function spawnMinato(env: Record<string, string>): Promise<MinatoPr
     },
   };
 }
+
+/** Tokens /metrics has counted for `model` (as Ollama resolves it: `llama3.2` is `llama3.2:latest`), read with `key`. */
+export async function generatedTokens(url: string, key: string, model: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { Authorization: `Bearer ${key}` } })).text();
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`minato_generated_tokens_total{model="${model}:latest"} `));
+  return Number(line?.split(' ')[1] ?? 0);
+}

@@ -84,6 +84,13 @@ const encoder = new TextEncoder();
 export const goJson = (value: unknown) =>
   JSON.stringify(value).replace(/[<>&]/g, (ch) => `\\u00${ch.charCodeAt(0).toString(16).padStart(2, '0')}`);
 
+/** A small L2-normalized embedding that differs with the input's length, as the double's embed answers. */
+const vector = (text: string) => {
+  const raw = [text.length + 1, 2, 3, 4];
+  const norm = Math.hypot(...raw);
+  return raw.map((value) => value / norm);
+};
+
 const createdAt = () => new Date().toISOString().replace(/\.(\d+)Z$/, (_, ms: string) => `.${ms}123Z`.replace(/0+Z$/, 'Z'));
 
 const jsonResponse = (status: number, body: unknown, charset = true) =>
@@ -473,11 +480,6 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
     const model = lookup(name);
     if (!model) return jsonResponse(404, { error: `model "${name}" not found, try pulling it first` });
     if (state.busy) return jsonResponse(503, { error: 'server busy, please try again.  maximum pending requests exceeded' });
-    const vector = (text: string) => {
-      const raw = [text.length + 1, 2, 3, 4];
-      const norm = Math.hypot(...raw);
-      return raw.map((value) => value / norm);
-    };
     record.completed = true;
     if (legacy) return jsonResponse(200, { embedding: vector(String(body?.prompt ?? '')) });
     const input = body?.input;
@@ -612,11 +614,6 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
     const name = typeof body?.model === 'string' ? body.model : '';
     if (!lookup(name)) return openAiError(404, `model "${name}" not found, try pulling it first`, 'not_found_error');
     const inputs = Array.isArray(body?.input) ? (body.input as string[]) : [String(body?.input ?? '')];
-    const vector = (text: string) => {
-      const raw = [text.length + 1, 2, 3, 4];
-      const norm = Math.hypot(...raw);
-      return raw.map((value) => value / norm);
-    };
     const base64 = body?.encoding_format === 'base64';
     record.completed = true;
     return jsonResponse(200, {

@@ -1,7 +1,7 @@
 import type { Config } from '../config';
 import { ApiError } from '../http/errors';
 import { Base64Text, TooLong } from './base64-text';
-import { JsonImagesError, JsonImagesReader } from './json-images';
+import { DATA_URL_HEAD, JsonImagesError, JsonImagesReader } from './json-images';
 import { MultipartError, type Part, readMultipart } from './multipart';
 
 export type ImageKind = 'png' | 'jpeg' | 'gif' | 'webp' | 'bmp';
@@ -216,8 +216,6 @@ function base64Image(text: Base64Text, index: number): ImageSource {
   if (!imageInfo(head, Math.floor((text.length * 3) / 4))) throw unsupported(index);
   return { base64: text.pieces, padding };
 }
-
-const DATA_URL_HEAD = /^data:[^,;]*(;[^,]*)?;base64,/i;
 
 /**
  * One image given as a string (a chat message's `images`): standard or URL-safe base64, or a

@@ -51,7 +51,8 @@ const BACKSLASH = 0x5c;
 const MAX_KEY_BYTES = 128;
 /** `data:image/png;base64,` and the like: the most a data: URL's head may take. */
 const MAX_DATA_URL_HEAD = 256;
-const DATA_URL_HEAD = /^data:[^,;]*(;[^,]*)?;base64,$/i;
+/** `data:image/png;base64,` and the like: the head a base64 data: URL starts with. */
+export const DATA_URL_HEAD = /^data:[^,;]*(;[^,]*)?;base64,/i;
 const isDataPrefix = (b: Uint8Array) => b[0] === 0x64 && b[1] === 0x61 && b[2] === 0x74 && b[3] === 0x61 && b[4] === 0x3a; // data:
 const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 

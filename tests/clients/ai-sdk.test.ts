@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { embed, generateObject, generateText, jsonSchema, streamText, tool } from 'ai';
 import { createOllama } from 'ollama-ai-provider-v2';
-import { type Harness, startHarness } from '../helpers';
+import { generatedTokens, type Harness, startHarness } from '../helpers';
 import type { DoubleModel } from '../ollama-double';
 
 // The Vercel AI SDK with its two ways to reach Ollama, unchanged, pointed at Minato (keys on):
@@ -26,15 +26,10 @@ beforeAll(() => {
 });
 afterAll(() => h.close());
 
-const tokensOf = async () => {
-  const text = await (await fetch(`${h.url}/metrics`, { headers: { Authorization: `Bearer ${ADMIN}` } })).text();
-  return Number(/minato_generated_tokens_total\{model="llama3.2:latest"\} (\d+)/.exec(text)?.[1] ?? 0);
-};
-
 describe('AI SDK through Minato', () => {
   test('ollama-ai-provider-v2 (/api): generateText, streamText and embed; tokens counted', async () => {
     const ollama = createOllama({ baseURL: `${h.url}/api`, headers: { Authorization: `Bearer ${KEY}` } });
-    const before = await tokensOf();
+    const before = await generatedTokens(h.url, ADMIN, 'llama3.2');
     const { text } = await generateText({ model: ollama('llama3.2'), prompt: 'Why is the sky blue?', temperature: 0.2 });
     expect(text).toBe('The sky is blue.');
     // Fields Ollama ignores (it sends top-level `temperature`, `think`) are relayed as sent.
@@ -46,7 +41,7 @@ describe('AI SDK through Minato', () => {
     expect((await streamed.usage).outputTokens).toBe(5);
     const { embedding } = await embed({ model: ollama.embedding('nomic-embed-text'), value: 'hello' });
     expect(embedding).toHaveLength(4);
-    expect(await tokensOf()).toBe(before + 10);
+    expect(await generatedTokens(h.url, ADMIN, 'llama3.2')).toBe(before + 10);
   });
 
   test('@ai-sdk/openai-compatible (/v1): generateText and streamText with usage', async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { Ollama } from 'ollama';
-import { type Harness, sleep, startHarness } from '../helpers';
+import { generatedTokens, type Harness, sleep, startHarness } from '../helpers';
 import type { DoubleModel } from '../ollama-double';
 
 // The `ollama` npm package, unchanged, pointed at Minato (keys on) in front of the Ollama double:
@@ -30,14 +30,9 @@ beforeAll(() => {
 });
 afterAll(() => h.close());
 
-const tokensOf = async (model: string) => {
-  const text = await (await fetch(`${h.url}/metrics`, { headers: { Authorization: `Bearer ${ADMIN}` } })).text();
-  return Number(new RegExp(`minato_generated_tokens_total\\{model="${model}:latest"\\} (\\d+)`).exec(text)?.[1] ?? 0);
-};
-
 describe('ollama-js through Minato', () => {
   test('chat, whole and streamed; tokens counted in /metrics', async () => {
-    const before = await tokensOf('llama3.2');
+    const before = await generatedTokens(h.url, ADMIN, 'llama3.2');
     const whole = await user.chat({ model: 'llama3.2', messages: [{ role: 'user', content: 'Why is the sky blue?' }] });
     expect(whole.message.content).toBe('The sky is blue.');
     let streamed = '';
@@ -45,7 +40,7 @@ describe('ollama-js through Minato', () => {
       streamed += part.message.content;
     }
     expect(streamed).toBe('The sky is blue.');
-    expect(await tokensOf('llama3.2')).toBe(before + 10);
+    expect(await generatedTokens(h.url, ADMIN, 'llama3.2')).toBe(before + 10);
   });
 
   test('an image of a few hundred KB goes through (chat bodies have the chat limit, not 64 KiB); over the limit is a 413 as ollama-js reports it', async () => {

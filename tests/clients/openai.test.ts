@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import OpenAI from 'openai';
-import { type Harness, startHarness } from '../helpers';
+import { generatedTokens, type Harness, startHarness } from '../helpers';
 import type { DoubleModel } from '../ollama-double';
 
 // The openai SDK, unchanged, pointed at Minato's /v1 (keys on) in front of the Ollama double's /v1.
@@ -26,14 +26,9 @@ beforeAll(() => {
 });
 afterAll(() => h.close());
 
-const tokensOf = async (model: string) => {
-  const text = await (await fetch(`${h.url}/metrics`, { headers: { Authorization: `Bearer ${ADMIN}` } })).text();
-  return Number(new RegExp(`minato_generated_tokens_total\\{model="${model}:latest"\\} (\\d+)`).exec(text)?.[1] ?? 0);
-};
-
 describe('the openai SDK through Minato /v1', () => {
   test('chat completions, whole and streamed; tokens counted even when the client asked for no usage', async () => {
-    const before = await tokensOf('llama3.2');
+    const before = await generatedTokens(h.url, ADMIN, 'llama3.2');
     const whole = await client.chat.completions.create({ model: 'llama3.2', messages: [{ role: 'user', content: 'Why?' }] });
     expect(whole.choices[0]!.message.content).toBe('The sky is blue.');
     let text = '';
@@ -50,7 +45,7 @@ describe('the openai SDK through Minato /v1', () => {
     // The usage chunk Minato asked for is not handed to a client that did not ask for it.
     expect(chunks.some((chunk) => chunk.choices.length === 0)).toBe(false);
     expect(h.ollama.last('/v1/chat/completions')!.body).toMatchObject({ stream_options: { include_usage: true } });
-    expect(await tokensOf('llama3.2')).toBe(before + 10);
+    expect(await generatedTokens(h.url, ADMIN, 'llama3.2')).toBe(before + 10);
   });
 
   test('a client that asks for usage gets it', async () => {
