@@ -14,6 +14,7 @@ import { hostGuard } from './security/host-guard';
 import { requestLimits } from './middleware/limits';
 import { requestContext } from './middleware/request-context';
 import { createOllamaClient } from './ollama/client';
+import { createFleet } from './ollama/fleet';
 
 import type { AppDependencies } from './deps';
 import { mountRoutes } from './routes';
@@ -34,11 +35,37 @@ function routeTable(app: AppRouter): { method: string; path: string; pattern: Re
 export function createApp({
   config,
   metrics = config.metrics ? createMetrics() : undefined,
-  ollama = createOllamaClient({ baseUrl: config.ollamaHost, onWaiting: metrics?.waiting }),
   lifecycle = createLifecycle(),
   log = config.logRequests ? (line: string) => process.stdout.write(`${line}\n`) : undefined,
+  ...given
 }: AppDependencies) {
   const app = createRouter();
+  const logLine = (level: 'warn' | 'info', msg: string, fields: Record<string, unknown> = {}) => {
+    const line = JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields });
+    if (log) log(line);
+    else process.stdout.write(`${line}\n`);
+  };
+  // Several Ollama instances (OLLAMA_HOSTS): routed by model residency; one behaves as it always has.
+  const fleet =
+    given.fleet ??
+    (config.ollamaHosts.length > 1
+      ? createFleet({
+          urls: config.ollamaHosts,
+          metadataTimeoutMs: config.metadataTimeoutMs,
+          refreshMs: config.fleetRefreshMs,
+          onWaiting: metrics?.waiting,
+          onStateChange: (instance, previous) =>
+            previous !== 'unknown' || instance.state === 'down'
+              ? logLine(instance.state === 'down' ? 'warn' : 'info', `ollama instance ${instance.state}`, {
+                  instance: instance.name,
+                  reason: instance.reason,
+                })
+              : undefined,
+        })
+      : undefined);
+  fleet?.start();
+  if (fleet) lifecycle.onClose(fleet.stop);
+  const ollama = given.ollama ?? fleet?.client ?? createOllamaClient({ baseUrl: config.ollamaHost, onWaiting: metrics?.waiting });
   const admission = createAdmission({
     perModel: config.maxConcurrentPerModel,
     total: config.maxConcurrent,
@@ -47,7 +74,7 @@ export function createApp({
     queueTotal: config.maxQueue,
     timeoutMs: config.queueTimeoutMs,
   });
-  const deps = { config, ollama, metrics, admission };
+  const deps = { config, ollama, metrics, admission, fleet };
 
   // Outermost first: every response gets its request id and log line, even a refused one.
   app.use('*', requestContext({ metrics, lifecycle, log }));
@@ -55,16 +82,19 @@ export function createApp({
   app.use('*', requestLimits(config, lifecycle));
   if (config.corsOrigins.length > 0) app.use('*', corsFor(config.corsOrigins));
   // Per-key limits in Redis when several replicas share them (MINATO_REDIS_URL), else in this process.
-  const logLine = (level: 'warn' | 'info', msg: string) => {
-    const line = JSON.stringify({ time: new Date().toISOString(), level, msg });
-    if (log) log(line);
-    else process.stdout.write(`${line}\n`);
-  };
   app.use('*', authenticate(config, config.redisUrl ? createRedisRateLimiter(config.redisUrl, logLine) : createRateLimiter()));
 
   if (metrics) {
     metrics.gauge('minato_queue_waiting', "Generations waiting in Minato's queue for a slot.", () => admission.queued);
     metrics.gauge('minato_generations_running', 'Generations holding a slot (sent to Ollama).', () => admission.running);
+    if (fleet) {
+      metrics.labelledGauge('minato_instance_up', 'Whether each Ollama instance answered its last check (1) or not (0).', () =>
+        fleet.instances.map((instance) => [{ instance: instance.name }, instance.state === 'down' ? 0 : 1]),
+      );
+      metrics.labelledGauge('minato_instance_generations_running', 'Generations in flight from Minato on each Ollama instance.', () =>
+        fleet.instances.map((instance) => [{ instance: instance.name }, admission.runningOn(instance.name)]),
+      );
+    }
   }
   const routes = mountRoutes(app, { ...deps, lifecycle });
   const table = routeTable(app);
@@ -100,7 +130,7 @@ export function createApp({
     if (error instanceof ClientGoneError) return new Response(null, { status: 499 });
     if (error instanceof ApiError) {
       c.var.record.errorCode = error.code;
-      if (error.code.startsWith('upstream_')) metrics?.upstreamError(error.code.slice('upstream_'.length));
+      if (error.code.startsWith('upstream_')) metrics?.upstreamError(error.code.slice('upstream_'.length), c.var.record.instance);
       // Rendered in the dialect of the route the request was for (Minato's, Ollama's or OpenAI's).
       const body = JSON.stringify(errorPayload(factsOf(c)?.surface ?? 'minato', error));
       c.var.record.bytes = Buffer.byteLength(body);

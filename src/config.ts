@@ -110,6 +110,33 @@ const EnvSchema = z.object({
         return z.NEVER;
       }
     }),
+  /** Several Ollama instances (one per GPU or box), comma-separated; replaces OLLAMA_HOST when set. */
+  OLLAMA_HOSTS: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined) return undefined;
+      const hosts: string[] = [];
+      for (const item of list(value)) {
+        try {
+          hosts.push(normalizeOllamaHost(item));
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: `"${item}" ${(error as Error).message}` });
+          return z.NEVER;
+        }
+      }
+      if (hosts.length === 0) {
+        ctx.addIssue({ code: 'custom', message: 'lists no address; give one or more, comma-separated, or unset it' });
+        return z.NEVER;
+      }
+      if (new Set(hosts).size !== hosts.length) {
+        ctx.addIssue({ code: 'custom', message: 'lists the same instance twice' });
+        return z.NEVER;
+      }
+      return hosts;
+    }),
+  /** How often each instance's installed and loaded models and health are refreshed, with several instances. */
+  MINATO_FLEET_REFRESH: number('a number of seconds from 0.1 to 3600 (e.g. 5)', { min: 0.1, max: 3600 }).default(5),
   PORT: wholeNumber('from 0 to 65535 (0 picks a free port)', 0, 65535).default(8000),
   HOST: z.string().min(1).default('127.0.0.1'),
   /** Time allowed until Ollama sends its first byte: a cold model load sends nothing (Ollama's own OLLAMA_LOAD_TIMEOUT is 5 min). */
@@ -176,7 +203,12 @@ const EnvSchema = z.object({
 });
 
 export type Config = {
+  /** The first (or only) Ollama instance. */
   ollamaHost: string;
+  /** Every Ollama instance Minato routes to (OLLAMA_HOSTS; else just OLLAMA_HOST). */
+  ollamaHosts: string[];
+  /** Background refresh of each instance's models and health (several instances only). */
+  fleetRefreshMs: number;
   port: number;
   host: string;
   firstByteTimeoutMs: number;
@@ -277,7 +309,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return {
-    ollamaHost: e.OLLAMA_HOST,
+    ollamaHost: e.OLLAMA_HOSTS?.[0] ?? e.OLLAMA_HOST,
+    ollamaHosts: e.OLLAMA_HOSTS ?? [e.OLLAMA_HOST],
+    fleetRefreshMs: e.MINATO_FLEET_REFRESH * 1000,
     port: e.PORT,
     host: e.HOST,
     firstByteTimeoutMs: e.MINATO_FIRST_BYTE_TIMEOUT * 1000,
@@ -297,7 +331,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     redisUrl: e.MINATO_REDIS_URL,
     maxConcurrentPerModel: e.MINATO_MAX_CONCURRENT_PER_MODEL,
     maxConcurrent: e.MINATO_MAX_CONCURRENT,
-    maxConcurrentPerKey: e.MINATO_MAX_CONCURRENT_PER_KEY ?? Math.max(1, Math.ceil(e.MINATO_MAX_CONCURRENT / 2)),
+    // Half of all the slots (which are per instance): one key cannot take every GPU.
+    maxConcurrentPerKey:
+      e.MINATO_MAX_CONCURRENT_PER_KEY ?? Math.max(1, Math.ceil((e.MINATO_MAX_CONCURRENT * (e.OLLAMA_HOSTS?.length ?? 1)) / 2)),
     maxQueuePerModel: e.MINATO_MAX_QUEUE_PER_MODEL,
     maxQueue: e.MINATO_MAX_QUEUE,
     queueTimeoutMs: e.MINATO_QUEUE_TIMEOUT * 1000,

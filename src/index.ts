@@ -57,14 +57,22 @@ try {
 const { server, shutdown } = started;
 log('listening', {
   url: `http://${server.hostname}:${server.port}`,
-  ollama: config.ollamaHost,
+  // OLLAMA_HOSTS, when set, replaces OLLAMA_HOST: say which one is in force.
+  ...(process.env.OLLAMA_HOSTS
+    ? {
+        ollama: config.ollamaHosts,
+        ollama_from: `OLLAMA_HOSTS (${config.ollamaHosts.length} instances${process.env.OLLAMA_HOST ? '; OLLAMA_HOST is ignored' : ''})`,
+      }
+    : { ollama: config.ollamaHost }),
   docs: '/docs',
   auth: config.apiKeys.length > 0 ? `${config.apiKeys.length} API keys` : 'off (no MINATO_API_KEYS)',
 });
 
 // Tell the truth about Ollama once, at start: what answered at OLLAMA_HOST. Never fatal: Ollama
 // may come up after Minato, and every request checks again.
-probeOllama(config.ollamaHost).then(({ level, ...fields }) => log(level === 'info' ? 'ollama' : 'ollama not ready', fields, level));
+for (const host of config.ollamaHosts) {
+  probeOllama(host).then(({ level, ...fields }) => log(level === 'info' ? 'ollama' : 'ollama not ready', fields, level));
+}
 
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -8,6 +8,7 @@ export function createLifecycle() {
   let inFlight = 0;
   let onIdle: (() => void) | undefined;
   const cutOffListeners = new Set<() => void>();
+  const closeListeners: (() => void)[] = [];
 
   return {
     get draining() {
@@ -40,6 +41,13 @@ export function createLifecycle() {
       }
       cutOffListeners.add(listener);
       return () => cutOffListeners.delete(listener);
+    },
+    /** Runs `listener` when the server has stopped (background work such as the fleet's checks ends). */
+    onClose(listener: () => void) {
+      closeListeners.push(listener);
+    },
+    close() {
+      for (const listener of closeListeners.splice(0)) listener();
     },
     /** Counts a request in; the function it returns counts it out (once, however often called). */
     begin(): () => void {

@@ -43,5 +43,6 @@ export async function shutdown(server: { stop(closeActive?: boolean): Promise<vo
   // A stream counts as done when its last chunk is handed to Bun, not when it is on the wire.
   await Promise.race([server.stop(false), Bun.sleep(drained ? 1000 : 500)]);
   await server.stop(true);
+  lifecycle.close();
   return { drained, cutOff } satisfies ShutdownResult;
 }

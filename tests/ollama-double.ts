@@ -60,6 +60,11 @@ export type OllamaDouble = {
   url: string;
   port: number;
   models: Map<string, DoubleModel>;
+  /**
+   * Loaded models (/api/ps), when the double was started with `loaded`: a generation, chat or
+   * embedding loads its model, as Ollama's scheduler does. Otherwise /api/ps lists the first model.
+   */
+  loaded?: Set<string>;
   /** Models the "registry" has for /api/pull, with how many progress ticks to send. */
   registry: Map<string, { layers: number; tickDelayMs?: number }>;
   requests: RecordedRequest[];
@@ -210,8 +215,13 @@ class RawBytes {
   constructor(readonly text: string) {}
 }
 
-export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { port?: number } = {}): OllamaDouble {
+export function startOllamaDouble(
+  initial: DoubleModel[] = [],
+  { port = 0, loaded: loadedAtStart }: { port?: number; loaded?: string[] } = {},
+): OllamaDouble {
   const models = new Map(initial.map((model) => [model.name, model]));
+  const loaded = loadedAtStart ? new Set(loadedAtStart) : undefined;
+  const load = (model: DoubleModel) => loaded?.add(model.name);
   const registry = new Map<string, { layers: number; tickDelayMs?: number }>();
   const requests: RecordedRequest[] = [];
   const blobs = new Set<string>();
@@ -360,6 +370,7 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
     if (name === '') return jsonResponse(400, { error: 'model is required' });
     const model = lookup(name);
     if (!model) return jsonResponse(404, { error: `model '${name}' not found` });
+    load(model);
     const messages = body?.messages ?? [];
     if (!Array.isArray(messages))
       return jsonResponse(400, { error: 'json: cannot unmarshal object into Go struct field ChatRequest.messages of type []api.Message' });
@@ -479,6 +490,7 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
     const name = typeof body?.model === 'string' ? body.model : '';
     const model = lookup(name);
     if (!model) return jsonResponse(404, { error: `model "${name}" not found, try pulling it first` });
+    load(model);
     if (state.busy) return jsonResponse(503, { error: 'server busy, please try again.  maximum pending requests exceeded' });
     record.completed = true;
     if (legacy) return jsonResponse(200, { embedding: vector(String(body?.prompt ?? '')) });
@@ -512,6 +524,7 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
     const name = typeof body?.model === 'string' ? body.model : '';
     const model = lookup(name);
     if (!model) return openAiError(404, `model "${name}" not found, try pulling it first`, 'not_found_error');
+    load(model);
     if (state.busy) return openAiError(503, 'server busy, please try again.  maximum pending requests exceeded', 'api_error');
     const tools = Array.isArray(body?.tools) && body.tools.length > 0;
     const calls = tools ? (model.toolCalls ?? []) : [];
@@ -643,6 +656,7 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
     const capabilities = model.capabilities ?? ['completion'];
     if (!capabilities.includes('completion')) return jsonResponse(400, { error: `"${name}" does not support generate` });
     if (state.busy) return jsonResponse(503, { error: 'server busy, please try again.  maximum pending requests exceeded' });
+    load(model);
     const badOption = checkOptions(body?.options);
     if (badOption) return jsonResponse(500, { error: badOption });
     if (model.firstByteDelayMs) await sleep(model.firstByteDelayMs);
@@ -837,23 +851,25 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
           });
         case 'GET /api/ps':
           return jsonResponse(200, {
-            models: [...models.values()].slice(0, 1).map((model) => ({
-              name: model.name.includes(':') ? model.name : `${model.name}:latest`,
-              model: model.name.includes(':') ? model.name : `${model.name}:latest`,
-              size: model.size ?? 2_019_393_189,
-              digest: 'a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72',
-              details: {
-                parent_model: '',
-                format: 'gguf',
-                family: 'llama',
-                families: null,
-                parameter_size: '3.2B',
-                quantization_level: 'Q4_K_M',
-              },
-              expires_at: '2026-11-28T09:00:00.000000000Z',
-              size_vram: model.size ?? 2_019_393_189,
-              context_length: 4096,
-            })),
+            models: (loaded ? [...models.values()].filter((model) => loaded.has(model.name)) : [...models.values()].slice(0, 1)).map(
+              (model) => ({
+                name: model.name.includes(':') ? model.name : `${model.name}:latest`,
+                model: model.name.includes(':') ? model.name : `${model.name}:latest`,
+                size: model.size ?? 2_019_393_189,
+                digest: 'a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72',
+                details: {
+                  parent_model: '',
+                  format: 'gguf',
+                  family: 'llama',
+                  families: null,
+                  parameter_size: '3.2B',
+                  quantization_level: 'Q4_K_M',
+                },
+                expires_at: '2026-11-28T09:00:00.000000000Z',
+                size_vram: model.size ?? 2_019_393_189,
+                context_length: 4096,
+              }),
+            ),
           });
         case 'POST /api/embed':
         case 'POST /api/embeddings':
@@ -917,6 +933,7 @@ export function startOllamaDouble(initial: DoubleModel[] = [], { port = 0 }: { p
     url: `http://127.0.0.1:${server.port}`,
     port: server.port as number,
     models,
+    loaded,
     registry,
     requests,
     get busy() {

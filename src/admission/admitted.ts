@@ -27,6 +27,19 @@ const queueHeaders = (slot: Slot) => ({
 function noteSlot(c: Context<AppEnv>, slot: Slot) {
   c.var.record.queuedAt = slot.queuedAt;
   c.var.record.queueMs = slot.waitedMs;
+  // With several instances the slot is on one of them: the request goes there (and moves the slot if it fails over).
+  if (slot.place !== '') {
+    c.var.record.instance = slot.place;
+    c.var.record.slot = slot;
+  }
+}
+
+/** With several instances, where `model` may run (best first); one instance has one place. */
+async function placesFor(c: Context<AppEnv>, deps: Deps, model: string): Promise<string[] | undefined> {
+  if (!deps.fleet) return undefined;
+  // `?host=` (where a route takes it) pins the request to one instance.
+  if (c.var.record.pinned !== undefined) return [c.var.record.pinned];
+  return (await deps.fleet.candidates(model, deps.admission.runningOn)).map((instance) => instance.name);
 }
 
 /**
@@ -40,16 +53,20 @@ function ownerOf(c: Context<AppEnv>, deps: Deps): string | undefined {
   return `ip:${c.env?.server?.requestIP(c.req.raw)?.address ?? 'unknown'}`;
 }
 
-/** Asks for a slot for `model`: one at once, or a ticket to wait on (throws 503 when the queue is full). */
-function enter(c: Context<AppEnv>, deps: Deps, model: string): Slot | Ticket {
+/**
+ * Asks for a slot for `model` (on one of the instances that have it, with several): one at once,
+ * or a ticket to wait on (throws 503 when the queue is full, 404 when no instance has the model).
+ */
+async function enter(c: Context<AppEnv>, deps: Deps, model: string): Promise<Slot | Ticket> {
   c.var.record.model = model;
-  return deps.admission.enter(resolvedModelName(model), c.req.raw.signal, ownerOf(c, deps));
+  const places = await placesFor(c, deps, model);
+  return deps.admission.enter(resolvedModelName(model), c.req.raw.signal, ownerOf(c, deps), places);
 }
 
 /** Refuses now (503) a generation that could neither start nor wait, before work that precedes the slot (reading an upload). */
-export function checkAdmission(c: Context<AppEnv>, deps: Deps, model: string) {
+export async function checkAdmission(c: Context<AppEnv>, deps: Deps, model: string) {
   c.var.record.model = model;
-  deps.admission.check(resolvedModelName(model), ownerOf(c, deps));
+  deps.admission.check(resolvedModelName(model), ownerOf(c, deps), await placesFor(c, deps, model));
 }
 
 /** The slot itself, waiting for it when it came as a ticket (a 503 when the wait is too long). */
@@ -66,7 +83,7 @@ export async function admittedSync<T extends object>(
   model: string,
   answer: () => Promise<T>,
 ): Promise<TypedResponse<JSONParsed<T>, 200, 'json'>> {
-  const slot = await slotOf(c, enter(c, deps, model));
+  const slot = await slotOf(c, await enter(c, deps, model));
   try {
     // Serialised here rather than by c.json, so that the request log can say how many bytes it
     // sent; typed as what c.json would have returned, so that routes and hc<AppType> see the answer.
@@ -87,7 +104,7 @@ export async function admittedSync<T extends object>(
  * to its end before the slot is given back.
  */
 export async function admittedWhole(c: Context<AppEnv>, deps: Deps, model: string, produce: () => Promise<Response>): Promise<Response> {
-  const slot = await slotOf(c, enter(c, deps, model));
+  const slot = await slotOf(c, await enter(c, deps, model));
   try {
     const response = await produce();
     for (const [name, value] of Object.entries(queueHeaders(slot))) response.headers.set(name, value);
@@ -122,7 +139,7 @@ export async function admittedStream(
   start: StartStream,
   { queueEvents = true } = {},
 ): Promise<Response> {
-  const entry = enter(c, deps, model);
+  const entry = await enter(c, deps, model);
   if (isTicket(entry) && format === 'sse' && queueEvents) return queuedSse(c, entry, start);
   const slot = await slotOf(c, entry);
   try {

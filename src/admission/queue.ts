@@ -24,6 +24,14 @@ export type AdmissionLimits = {
 export type Slot = {
   /** Gives the slot back; safe to call more than once. */
   release: () => void;
+  /** The Ollama instance the slot is on ('' with a single instance). */
+  readonly place: string;
+  /**
+   * Moves the slot to another instance (a failover before the first byte): counted there from now
+   * on, even if that briefly puts one more than its limits there, rather than sending the request
+   * back to the end of the queue.
+   */
+  move: (place: string) => void;
   /** 1-based place in the queue on arrival; 0 when it started at once. */
   queuedAt: number;
   /** Time spent waiting. */
@@ -32,6 +40,8 @@ export type Slot = {
 
 type Waiter = {
   model: string;
+  /** Instances it may run on, best first ([''] with a single instance). */
+  places: string[];
   owner: string | undefined;
   enqueuedAt: number;
   queuedAt: number;
@@ -50,8 +60,16 @@ export type Ticket = {
 
 export type Admission = ReturnType<typeof createAdmission>;
 
+/**
+ * With several Ollama instances (`places`), every limit but the per-owner one applies to each
+ * instance: `perModel` generations of a model and `total` in all on each GPU. A waiter names the
+ * instances it may run on, best first, and takes the first of them to have room.
+ */
 export function createAdmission(limits: AdmissionLimits) {
+  /** Running generations per instance and model (`place\nmodel`), and per instance. */
   const running = new Map<string, number>();
+  const runningPerPlace = new Map<string, number>();
+  let placesSeen = 1;
   const runningPerOwner = new Map<string, number>();
   let runningTotal = 0;
   const queue: Waiter[] = [];
@@ -62,25 +80,50 @@ export function createAdmission(limits: AdmissionLimits) {
     else map.set(key, left);
   };
 
-  const hasRoom = (model: string, owner: string | undefined) =>
-    runningTotal < limits.total &&
-    (running.get(model) ?? 0) < limits.perModel &&
-    (owner === undefined || (runningPerOwner.get(owner) ?? 0) < (limits.perOwner ?? Number.POSITIVE_INFINITY));
+  const ownerHasRoom = (owner: string | undefined) =>
+    owner === undefined || (runningPerOwner.get(owner) ?? 0) < (limits.perOwner ?? Number.POSITIVE_INFINITY);
+  const placeHasRoom = (place: string, model: string) =>
+    (runningPerPlace.get(place) ?? 0) < limits.total && (running.get(`${place}\n${model}`) ?? 0) < limits.perModel;
+  /** The first of `places` with room for `model`, if the owner has room too. */
+  const roomAt = (model: string, owner: string | undefined, places: string[]) =>
+    ownerHasRoom(owner) ? places.find((place) => placeHasRoom(place, model)) : undefined;
 
-  const take = (model: string, owner: string | undefined, queuedAt: number, enqueuedAt: number): Slot => {
+  const count = (place: string, model: string, delta: 1 | -1) => {
+    const key = `${place}\n${model}`;
+    if (delta === 1) {
+      running.set(key, (running.get(key) ?? 0) + 1);
+      runningPerPlace.set(place, (runningPerPlace.get(place) ?? 0) + 1);
+    } else {
+      decrement(running, key);
+      decrement(runningPerPlace, place);
+    }
+  };
+
+  const take = (model: string, place: string, owner: string | undefined, queuedAt: number, enqueuedAt: number): Slot => {
     runningTotal++;
-    running.set(model, (running.get(model) ?? 0) + 1);
+    count(place, model, 1);
     if (owner !== undefined) runningPerOwner.set(owner, (runningPerOwner.get(owner) ?? 0) + 1);
     let released = false;
+    let current = place;
     const startedAt = performance.now();
     return {
       queuedAt,
       waitedMs: queuedAt === 0 ? 0 : performance.now() - enqueuedAt,
+      get place() {
+        return current;
+      },
+      move: (to) => {
+        if (released || to === current) return;
+        count(current, model, -1);
+        count(to, model, 1);
+        current = to;
+        dispatch();
+      },
       release: () => {
         if (released) return;
         released = true;
         runningTotal--;
-        decrement(running, model);
+        count(current, model, -1);
         if (owner !== undefined) decrement(runningPerOwner, owner);
         recordDuration(performance.now() - startedAt);
         dispatch();
@@ -107,11 +150,12 @@ export function createAdmission(limits: AdmissionLimits) {
 
   function dispatch() {
     let granted = false;
-    for (let i = 0; i < queue.length && runningTotal < limits.total; ) {
+    for (let i = 0; i < queue.length; ) {
       const waiter = queue[i]!;
-      if (hasRoom(waiter.model, waiter.owner)) {
+      const place = roomAt(waiter.model, waiter.owner, waiter.places);
+      if (place !== undefined) {
         leaveQueue(waiter);
-        waiter.grant(take(waiter.model, waiter.owner, waiter.queuedAt, waiter.enqueuedAt));
+        waiter.grant(take(waiter.model, place, waiter.owner, waiter.queuedAt, waiter.enqueuedAt));
         granted = true;
       } else {
         i++;
@@ -135,7 +179,7 @@ export function createAdmission(limits: AdmissionLimits) {
   };
   /** A hint for Retry-After: the time the queue ahead takes to drain at the recent pace (1 s to 5 min). */
   const retryAfterSeconds = () => {
-    const rounds = Math.ceil((queue.length + 1) / Math.max(1, limits.total));
+    const rounds = Math.ceil((queue.length + 1) / Math.max(1, limits.total * placesSeen));
     const seconds = meanMs === undefined ? rounds : (rounds * meanMs) / 1000;
     return Math.max(1, Math.min(300, Math.ceil(seconds)));
   };
@@ -158,8 +202,8 @@ export function createAdmission(limits: AdmissionLimits) {
      * Refuses early (503) a request that could neither start nor wait now: for work that must
      * be done before asking for a slot (reading an upload), so that it is not done in vain.
      */
-    check(model: string, owner?: string) {
-      if (!hasRoom(model, owner)) refuseWhenFull(model);
+    check(model: string, owner?: string, places: string[] = ['']) {
+      if (roomAt(model, owner, places) === undefined) refuseWhenFull(model);
     },
 
     /**
@@ -167,8 +211,10 @@ export function createAdmission(limits: AdmissionLimits) {
      * in the queue. Throws a 503 when the queue is full; the ticket's slot rejects with a 503 at
      * the queue timeout and with ClientGoneError when `signal` aborts.
      */
-    enter(model: string, signal: AbortSignal, owner?: string): Slot | Ticket {
-      if (hasRoom(model, owner)) return take(model, owner, 0, 0);
+    enter(model: string, signal: AbortSignal, owner?: string, places: string[] = ['']): Slot | Ticket {
+      placesSeen = Math.max(placesSeen, places.length);
+      const place = roomAt(model, owner, places);
+      if (place !== undefined) return take(model, place, owner, 0, 0);
       refuseWhenFull(model);
       const waitingForModel = queuedPerModel.get(model) ?? 0;
       if (signal.aborted) throw new ClientGoneError();
@@ -201,6 +247,7 @@ export function createAdmission(limits: AdmissionLimits) {
         signal.addEventListener('abort', onAbort, { once: true });
         waiter = {
           model,
+          places,
           owner,
           enqueuedAt: performance.now(),
           queuedAt: position,
@@ -225,6 +272,10 @@ export function createAdmission(limits: AdmissionLimits) {
     /** Generations running now. */
     get running() {
       return runningTotal;
+    },
+    /** Generations running now on one instance (its requests in flight from Minato). */
+    runningOn(place: string) {
+      return runningPerPlace.get(place) ?? 0;
     },
     /** Generations waiting for a slot now. */
     get queued() {

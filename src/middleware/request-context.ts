@@ -54,6 +54,7 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
           route,
           path: path.length > 200 ? `${path.slice(0, 200)}…` : path,
           model: record.model,
+          instance: record.instance,
           key_id: record.keyId,
           status,
           error: record.errorCode ?? end?.errorKind,
@@ -86,7 +87,7 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
           if (ended) return;
           ended = true;
           unsubscribe?.();
-          observer?.end(result);
+          observer?.end(record.instance === undefined ? result : { ...result, instance: record.instance });
           finish(200, route, firstByteAt, result);
         },
         onCutOff: (cut) => {

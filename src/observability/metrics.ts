@@ -49,6 +49,8 @@ export type StreamEnd = {
   errorKind?: string;
   /** The client went away before the end. */
   clientAborted?: boolean;
+  /** The Ollama instance that answered, with several (a label on errors and tokens). */
+  instance?: string;
   /** Bytes handed to the client. */
   bytes: number;
 };
@@ -76,7 +78,14 @@ export function createMetrics() {
   const durations = new Map<string, Histogram>();
   const firstBytes = new Map<string, Histogram>();
   const upstreamErrors = new Map<string, number>();
+  /** Keyed by model label and instance (`''` with a single instance, which then has no label). */
   const generations = new Map<string, { tokens: number; evalSeconds: number; lastRate: number }>();
+  const modelLabels = new Set<string>();
+  const keyed = (pairs: Record<string, string>, instance: string | undefined) => (instance ? { ...pairs, instance } : pairs);
+  const countUpstreamError = (kind: string, instance?: string) => {
+    const key = `${kind}\u0000${instance ?? ''}`;
+    upstreamErrors.set(key, (upstreamErrors.get(key) ?? 0) + 1);
+  };
   let streamsInFlight = 0;
   let waitingOnOllama = 0;
   const gauges: { name: string; help: string; read: () => number }[] = [];
@@ -93,18 +102,22 @@ export function createMetrics() {
    */
   const modelLabel = (model: string) => {
     const label = shortModelName(resolvedModelName(model));
-    return generations.has(label) || generations.size < MAX_MODEL_LABELS ? label : 'other';
+    if (modelLabels.has(label)) return label;
+    if (modelLabels.size >= MAX_MODEL_LABELS) return 'other';
+    modelLabels.add(label);
+    return label;
   };
 
-  const generation = (model: string, evalCount: unknown, evalDurationNs: unknown) => {
+  const generation = (model: string, evalCount: unknown, evalDurationNs: unknown, instance?: string) => {
     if (typeof evalCount !== 'number' || typeof evalDurationNs !== 'number' || evalDurationNs <= 0) return;
-    model = modelLabel(model);
-    const entry = generations.get(model) ?? { tokens: 0, evalSeconds: 0, lastRate: 0 };
+    const key = `${modelLabel(model)}\u0000${instance ?? ''}`;
+    const entry = generations.get(key) ?? { tokens: 0, evalSeconds: 0, lastRate: 0 };
     entry.tokens += evalCount;
     entry.evalSeconds += evalDurationNs / 1e9;
     entry.lastRate = evalCount / (evalDurationNs / 1e9);
-    generations.set(model, entry);
+    generations.set(key, entry);
   };
+  const labelled: { name: string; help: string; read: () => [Record<string, string>, number][] }[] = [];
 
   return {
     /** A request that ended when its response was returned (not streamed). */
@@ -124,9 +137,12 @@ export function createMetrics() {
       gauges.push({ name, help, read });
     },
 
-    upstreamError(kind: string) {
-      upstreamErrors.set(kind, (upstreamErrors.get(kind) ?? 0) + 1);
+    /** A gauge with one series per label set (per instance, …), read when the metrics are rendered. */
+    labelledGauge(name: string, help: string, read: () => [Record<string, string>, number][]) {
+      labelled.push({ name, help, read });
     },
+
+    upstreamError: countUpstreamError,
 
     generation,
 
@@ -136,16 +152,17 @@ export function createMetrics() {
       let ended = false;
       return {
         firstByte: () => observe(firstBytes, route, (performance.now() - startedAt) / 1000),
-        end: ({ final, errorKind }) => {
+        end: ({ final, errorKind, instance }) => {
           if (ended) return;
           ended = true;
           streamsInFlight--;
           countRequest(route, method, 200);
           observe(durations, route, (performance.now() - startedAt) / 1000);
           // Only Ollama's trouble: a stalled client or a queue timeout is not an upstream error.
-          if (errorKind?.startsWith('stream_')) upstreamErrors.set(errorKind, (upstreamErrors.get(errorKind) ?? 0) + 1);
+          if (errorKind?.startsWith('stream_')) countUpstreamError(errorKind, instance);
           // Only the final line is ever parsed (by the relay): the bytes that passed were not looked at.
-          if (final?.done === true && typeof final.model === 'string') generation(final.model, final.eval_count, final.eval_duration);
+          if (final?.done === true && typeof final.model === 'string')
+            generation(final.model, final.eval_count, final.eval_duration, instance);
         },
       };
     },
@@ -176,23 +193,34 @@ export function createMetrics() {
       );
       for (const gauge of gauges)
         lines.push(`# HELP ${gauge.name} ${gauge.help}`, `# TYPE ${gauge.name} gauge`, `${gauge.name} ${gauge.read()}`);
+      for (const gauge of labelled) {
+        lines.push(`# HELP ${gauge.name} ${gauge.help}`, `# TYPE ${gauge.name} gauge`);
+        for (const [pairs, value] of gauge.read()) lines.push(`${gauge.name}${labels(pairs)} ${value}`);
+      }
       lines.push('# HELP minato_upstream_errors_total Trouble with Ollama, by kind.', '# TYPE minato_upstream_errors_total counter');
-      for (const [kind, count] of upstreamErrors) lines.push(`minato_upstream_errors_total${labels({ kind })} ${count}`);
+      for (const [key, count] of upstreamErrors) {
+        const [kind = '', instance] = key.split('\u0000');
+        lines.push(`minato_upstream_errors_total${labels(keyed({ kind }, instance))} ${count}`);
+      }
+      const series = [...generations].map(([key, entry]) => {
+        const [model = '', instance] = key.split('\u0000');
+        return { pairs: keyed({ model }, instance), entry };
+      });
       lines.push(
         "# HELP minato_generated_tokens_total Tokens generated, from the eval_count of Ollama's final lines.",
         '# TYPE minato_generated_tokens_total counter',
       );
-      for (const [model, entry] of generations) lines.push(`minato_generated_tokens_total${labels({ model })} ${entry.tokens}`);
+      for (const { pairs, entry } of series) lines.push(`minato_generated_tokens_total${labels(pairs)} ${entry.tokens}`);
       lines.push(
         '# HELP minato_generation_seconds_total Time Ollama spent generating them (eval_duration); tokens/s = rate of tokens / rate of this.',
         '# TYPE minato_generation_seconds_total counter',
       );
-      for (const [model, entry] of generations) lines.push(`minato_generation_seconds_total${labels({ model })} ${entry.evalSeconds}`);
+      for (const { pairs, entry } of series) lines.push(`minato_generation_seconds_total${labels(pairs)} ${entry.evalSeconds}`);
       lines.push(
         '# HELP minato_last_tokens_per_second Tokens per second of the last answer, per model.',
         '# TYPE minato_last_tokens_per_second gauge',
       );
-      for (const [model, entry] of generations) lines.push(`minato_last_tokens_per_second${labels({ model })} ${entry.lastRate}`);
+      for (const { pairs, entry } of series) lines.push(`minato_last_tokens_per_second${labels(pairs)} ${entry.lastRate}`);
       return `${lines.join('\n')}\n`;
     },
   };

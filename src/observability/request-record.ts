@@ -16,11 +16,19 @@ export type RequestRecord = {
   bytes?: number;
   /** Query parameters the route does not know, accepted and ignored (`temprature=0.7`). */
   ignoredParams?: string[];
+  /** With several Ollama instances: the one the request went to (its admission slot's, or `?host=`). */
+  instance?: string;
+  /** The instance `?host=` named: the request goes there and nowhere else. */
+  pinned?: string;
+  /** The admission slot, moved along when the request fails over to another instance. */
+  slot?: { move: (instance: string) => void };
 };
 
 const records = new WeakMap<AbortSignal, RequestRecord>();
 
 export const attachRecord = (signal: AbortSignal, record: RequestRecord) => records.set(signal, record);
+
+export const recordOf = (signal: AbortSignal | undefined): RequestRecord | undefined => (signal ? records.get(signal) : undefined);
 
 export function noteUpstreamStatus(signal: AbortSignal | undefined, status: number) {
   const record = signal && records.get(signal);

@@ -1,4 +1,5 @@
 import type { Deps } from '../deps';
+import { recordOf } from '../observability/request-record';
 import type { ChatResult, Statistics, ToolCall } from './answers';
 import { ApiError } from '../http/errors';
 import type { StreamObserver } from '../observability/metrics';
@@ -41,7 +42,7 @@ export async function chatSync(deps: Deps, body: ChatBody, signal: AbortSignal):
     if (line.done === true) final = line;
   });
   if (!final) throw new ApiError(502, 'Ollama closed the connection before the answer was complete. Retry the request.', 'upstream_error');
-  deps.metrics?.generation(body.model, final.eval_count, final.eval_duration);
+  deps.metrics?.generation(body.model, final.eval_count, final.eval_duration, recordOf(signal)?.instance);
   const { message: _last, ...statistics } = final as Statistics & { message?: unknown };
   return {
     ...statistics,

@@ -50,7 +50,12 @@ export type CallOptions = {
   /** Name of the setting behind firstByteTimeoutMs, for the 504 message. */
   timeoutSetting: string;
   method?: 'GET' | 'POST' | 'DELETE' | 'HEAD';
+  /** The model the request is for, when the body is not read by Minato: chooses the instance among several. */
+  model?: string;
 };
+
+/** A body, or a function that builds it: a streamed body (images) can then be built again for a retry on another instance. */
+export type CallBody = unknown;
 
 export type OllamaClient = {
   baseUrl: string;
@@ -80,7 +85,8 @@ export function createOllamaClient({
     return probing;
   };
 
-  const call = async (path: string, body: unknown, options: CallOptions): Promise<UpstreamCall> => {
+  const call = async (path: string, given: CallBody, options: CallOptions): Promise<UpstreamCall> => {
+    const body = typeof given === 'function' ? (given as () => unknown)() : given;
     const { signal, firstByteTimeoutMs, timeoutSetting, method = body === undefined ? 'GET' : 'POST' } = options;
     if (signal?.aborted) throw new ClientGoneError();
     const controller = new AbortController();

@@ -4,6 +4,7 @@ import type { StreamObserver } from '../observability/metrics';
 import type { StreamFormat } from '../streaming/ndjson';
 import { type UpstreamCall, upstreamError } from './client';
 import type { Deps } from '../deps';
+import { recordOf } from '../observability/request-record';
 import type { GenerateResult, Statistics } from './answers';
 import { answerIdle, consumeNdjson, linesOf, streamResponse } from '../streaming/relay';
 
@@ -16,7 +17,8 @@ async function startGeneration({ config, ollama }: Deps, body: GenerateBody, sig
   const { images, ...rest } = body;
   const call = await ollama.call(
     '/api/generate',
-    images?.length ? imagesJsonBody({ ...rest, stream: true }, images) : { ...rest, stream: true },
+    // A function for a streamed body: it can be built again if the request fails over to another instance.
+    images?.length ? () => imagesJsonBody({ ...rest, stream: true }, images) : { ...rest, stream: true },
     { signal, firstByteTimeoutMs: config.firstByteTimeoutMs, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
   );
   if (!call.response.ok) throw await upstreamError(call.response, body.model);
@@ -42,7 +44,7 @@ export async function answerSync(deps: Deps, body: GenerateBody, signal: AbortSi
     if (line.done === true) final = line;
   });
   if (!final) throw new ApiError(502, 'Ollama closed the connection before the answer was complete. Retry the request.', 'upstream_error');
-  deps.metrics?.generation(body.model, final.eval_count, final.eval_duration);
+  deps.metrics?.generation(body.model, final.eval_count, final.eval_duration, recordOf(signal)?.instance);
   // `context` (the prompt's and answer's token ids) is left out: Ollama has deprecated it, no route
   // of Minato takes it back, and it can be thousands of numbers. Streams relay Ollama's bytes as they are.
   const { context: _context, ...statistics } = final;

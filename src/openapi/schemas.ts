@@ -62,6 +62,18 @@ export const upstreamErrors = {
   ),
 } as const;
 
+/** `?host=`: with several Ollama instances (OLLAMA_HOSTS), one of them by name (`host:port`) or URL. */
+export const HostQuery = z.object({
+  host: z
+    .string()
+    .optional()
+    .openapi({
+      param: { name: 'host', in: 'query' },
+      description:
+        'With several Ollama instances (OLLAMA_HOSTS): only this one, by its `host:port` (as `hosts` and /ready name it) or its URL. Without it, every healthy instance. Ignored with one instance. Example: `10.0.0.7:11434`.',
+    }),
+});
+
 export const ModelNameParams = z.object({
   model_name: z
     .string()

@@ -45,7 +45,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: Ollama answers, with its version */
+        /**
+         * Readiness: Ollama answers, with its version
+         * @description With several Ollama instances (OLLAMA_HOSTS), 200 while at least one of them answers, listing each with its state.
+         */
         get: operations["ready"];
         put?: never;
         post?: never;
@@ -481,7 +484,7 @@ export interface paths {
         put?: never;
         /**
          * Install (pull) a model
-         * @description Pulls the model into Ollama. By default waits until the pull is done and answers `{"status": "success"}`. With `Accept: application/x-ndjson` or `Accept: text/event-stream`, streams Ollama's progress lines (`status`, `digest`, `total`, `completed`) so a client can draw a progress bar. Disconnecting cancels the pull (Ollama resumes it on the next try).
+         * @description Pulls the model into Ollama. By default waits until the pull is done and answers `{"status": "success"}`. With `Accept: application/x-ndjson` or `Accept: text/event-stream`, streams Ollama's progress lines (`status`, `digest`, `total`, `completed`) so a client can draw a progress bar. Disconnecting cancels the pull (Ollama resumes it on the next try). With several Ollama instances (OLLAMA_HOSTS) the model is pulled on every healthy instance at once (or on the one `?host=` names): progress lines carry `host`, and success means every pull succeeded.
          */
         post: operations["installModel"];
         delete?: never;
@@ -654,6 +657,28 @@ export interface components {
                 /** @example 0.33.0 */
                 version: string;
             };
+            /** @description With several Ollama instances (OLLAMA_HOSTS): each one, from its last check (every MINATO_FLEET_REFRESH seconds; a down one every second). Only for a valid key when keys are configured. */
+            instances?: {
+                /** @example 10.0.0.7:11434 */
+                host: string;
+                /** @example http://10.0.0.7:11434 */
+                url: string;
+                /** @enum {string} */
+                state: "up" | "down" | "unknown";
+                /** @description Why it is down. */
+                reason?: string;
+                /** @example 0.33.0 */
+                version?: string;
+                /** @description Models installed there. */
+                installed: number;
+                /**
+                 * @description Models loaded there now.
+                 * @example [
+                 *       "llama3.2:latest"
+                 *     ]
+                 */
+                loaded: string[];
+            }[];
         };
         OllamaError: {
             error: string;
@@ -689,6 +714,13 @@ export interface components {
             modified_at: string | null;
             /** @example a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72 */
             digest: string | null;
+            /**
+             * @description With several Ollama instances (OLLAMA_HOSTS): the instances that have it installed.
+             * @example [
+             *       "10.0.0.7:11434"
+             *     ]
+             */
+            hosts?: string[];
         };
         InstallResult: {
             /** @enum {string} */
@@ -706,6 +738,11 @@ export interface components {
             completed?: number;
             /** @description Set on an error line, which ends the stream. */
             error?: string;
+            /**
+             * @description With several Ollama instances: the instance this line is from (the final line has none).
+             * @example 10.0.0.7:11434
+             */
+            host?: string;
         };
         HTTPValidationError: {
             detail: components["schemas"]["ValidationError"][];
@@ -3994,7 +4031,10 @@ export interface operations {
     };
     installModel: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description With several Ollama instances (OLLAMA_HOSTS): only this one, by its `host:port` (as `hosts` and /ready name it) or its URL. Without it, every healthy instance. Ignored with one instance. Example: `10.0.0.7:11434`. */
+                host?: string;
+            };
             header?: never;
             path: {
                 /** @description An Ollama model name with optional tag, namespace and host: `llama3.2`, `llama3.2:3b`, `library/llama3.2`, `hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M`. Slashes may be sent raw or percent-encoded (`%2F`). */

@@ -7,7 +7,9 @@ import { withFacts } from '../../http/route-facts';
 import type { AppEnv, AppRouter } from '../../http/router';
 import { secured } from '../../middleware/auth';
 import { parseObject } from '../../streaming/ndjson';
-import { answerIdle, pullIdle, streamResponse } from '../../streaming/relay';
+import { answerIdle, consumeNdjson, pullIdle, streamResponse } from '../../streaming/relay';
+import type { Fleet } from '../../ollama/fleet';
+import { listEverywhere, onEvery, pullEverywhere, pullTargets } from '../../ollama/fleet-ops';
 import { admittedRelay, checkedModel, jsonBody, keepRawBody, passThrough, registerRelayed } from '../relayed';
 import { API_POLICIES, type ApiPolicy } from './policy';
 
@@ -102,9 +104,13 @@ function modelOf(c: Context<AppEnv>, policy: ApiPolicy, body: Record<string, unk
  * if it breaks, never a silent end); a whole answer as it came.
  */
 async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise<Response> {
-  const { config, ollama } = deps;
+  const { config, ollama, fleet } = deps;
+  // With several instances, `?host=` sends the request to one of them.
+  const host = fleet ? c.req.query('host') : undefined;
+  if (fleet && host !== undefined) c.var.record.pinned = fleet.named(host).name;
   const { raw, body } = policy.method === 'get' ? { raw: undefined, body: undefined } : await jsonBody(c);
   const model = modelOf(c, policy, body);
+  if (fleet && policy.everywhere) return relayEverywhere(c, deps, fleet, policy, { raw, body, host });
   const streams = policy.streams !== undefined && body?.stream !== false;
   const idle = policy.streams === 'progress' ? pullIdle(config) : answerIdle(config);
   const isFinal =
@@ -126,7 +132,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise
     // Tokens of a whole generation, from its statistics (streams are counted by the relay).
     if (response.ok && policy.generation && model !== undefined) {
       const answer = parseObject(new TextDecoder().decode(bytes));
-      if (answer) deps.metrics?.generation(model, answer.eval_count, answer.eval_duration);
+      if (answer) deps.metrics?.generation(model, answer.eval_count, answer.eval_duration, c.var.record.instance);
     }
     c.var.record.bytes = bytes.byteLength;
     return passThrough(response, bytes);
@@ -144,6 +150,34 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise
   };
 
   return admittedRelay(c, deps, { model, generation: policy.generation, streams }, stream, whole);
+}
+
+/** With several instances: the union of the listings, a pull on each, a delete or copy on each. */
+async function relayEverywhere(
+  c: Context<AppEnv>,
+  { config }: Deps,
+  fleet: Fleet,
+  policy: ApiPolicy,
+  { raw, body, host }: { raw?: Uint8Array; body?: Record<string, unknown>; host?: string },
+): Promise<Response> {
+  const signal = c.req.raw.signal;
+  if (policy.everywhere === 'list') {
+    const only = host === undefined ? undefined : fleet.named(host);
+    return c.json({ models: await listEverywhere(fleet, config, policy.path as '/api/tags' | '/api/ps', signal, only) });
+  }
+  if (policy.everywhere === 'pull') {
+    const call = pullEverywhere(fleet, config, await pullTargets(fleet, host), body ?? {}, signal);
+    const isFinal = (line: Record<string, unknown>) => line.status === 'success';
+    if (body?.stream !== false) return streamResponse(pullIdle(config), call, call.response.body!, 'ndjson', isFinal, c.var.observeStream);
+    let last: Record<string, unknown> | undefined;
+    await consumeNdjson(pullIdle(config), call, signal, 'pull', (line) => {
+      last = line;
+    });
+    if (typeof last?.error === 'string') throw new ApiError(502, last.error, 'upstream_error');
+    return c.json({ status: 'success' });
+  }
+  const { response, bytes } = await onEvery(fleet, config, policy.path, policy.method === 'delete' ? 'DELETE' : 'POST', raw!, signal, host);
+  return passThrough(response, bytes);
 }
 
 /**

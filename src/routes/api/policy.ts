@@ -17,6 +17,12 @@ export type ApiPolicy = {
   streams?: 'answer' | 'progress';
   /** Where the body names the model (pull and push accept `name` too). */
   modelFields?: ('model' | 'name' | 'source')[];
+  /**
+   * With several Ollama instances, what concerns all of them: `list` answers the union (each model
+   * with its `hosts`), `pull` pulls on every healthy instance, `change` deletes or copies on every
+   * instance that has the model. `?host=` narrows any of them to one instance.
+   */
+  everywhere?: 'list' | 'pull' | 'change';
 };
 
 export const API_POLICIES: ApiPolicy[] = [
@@ -55,12 +61,27 @@ export const API_POLICIES: ApiPolicy[] = [
     modelFields: ['model'],
   },
   { method: 'post', path: '/api/show', summary: "A model's details and capabilities", scope: 'any', modelFields: ['model', 'name'] },
-  { method: 'get', path: '/api/tags', summary: 'Installed models', scope: 'any' },
-  { method: 'get', path: '/api/ps', summary: 'Loaded models', scope: 'any' },
+  { method: 'get', path: '/api/tags', summary: 'Installed models', scope: 'any', everywhere: 'list' },
+  { method: 'get', path: '/api/ps', summary: 'Loaded models', scope: 'any', everywhere: 'list' },
   { method: 'get', path: '/api/version', summary: "Ollama's version", scope: 'any' },
-  { method: 'post', path: '/api/pull', summary: 'Pull a model', scope: 'admin', streams: 'progress', modelFields: ['model', 'name'] },
+  {
+    method: 'post',
+    path: '/api/pull',
+    summary: 'Pull a model',
+    scope: 'admin',
+    streams: 'progress',
+    modelFields: ['model', 'name'],
+    everywhere: 'pull',
+  },
   { method: 'post', path: '/api/push', summary: 'Push a model', scope: 'admin', streams: 'progress', modelFields: ['model', 'name'] },
   { method: 'post', path: '/api/create', summary: 'Create a model', scope: 'admin', streams: 'progress', modelFields: ['model', 'name'] },
-  { method: 'post', path: '/api/copy', summary: 'Copy a model', scope: 'admin', modelFields: ['source'] },
-  { method: 'delete', path: '/api/delete', summary: 'Delete a model', scope: 'admin', modelFields: ['model', 'name'] },
+  { method: 'post', path: '/api/copy', summary: 'Copy a model', scope: 'admin', modelFields: ['source'], everywhere: 'change' },
+  {
+    method: 'delete',
+    path: '/api/delete',
+    summary: 'Delete a model',
+    scope: 'admin',
+    modelFields: ['model', 'name'],
+    everywhere: 'change',
+  },
 ];

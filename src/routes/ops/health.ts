@@ -18,6 +18,23 @@ const Ready = z
       })
       .optional()
       .openapi({ description: "Ollama's address and version: only for a request with a valid key when keys are configured." }),
+    instances: z
+      .array(
+        z.object({
+          host: z.string().openapi({ example: '10.0.0.7:11434' }),
+          url: z.string().openapi({ example: 'http://10.0.0.7:11434' }),
+          state: z.enum(['up', 'down', 'unknown']),
+          reason: z.string().optional().openapi({ description: 'Why it is down.' }),
+          version: z.string().optional().openapi({ example: '0.33.0' }),
+          installed: z.number().int().openapi({ description: 'Models installed there.' }),
+          loaded: z.array(z.string()).openapi({ description: 'Models loaded there now.', example: ['llama3.2:latest'] }),
+        }),
+      )
+      .optional()
+      .openapi({
+        description:
+          'With several Ollama instances (OLLAMA_HOSTS): each one, from its last check (every MINATO_FLEET_REFRESH seconds; a down one every second). Only for a valid key when keys are configured.',
+      }),
   })
   .openapi('Ready');
 
@@ -40,6 +57,7 @@ const ready = withFacts(
     operationId: 'ready',
     tags: ['Operations'],
     summary: 'Readiness: Ollama answers, with its version',
+    description: 'With several Ollama instances (OLLAMA_HOSTS), 200 while at least one of them answers, listing each with its state.',
     responses: {
       200: { content: { 'application/json': { schema: Ready } }, description: 'Ollama is reachable.' },
       503: jsonError(
@@ -52,7 +70,7 @@ const ready = withFacts(
   { duringDrain: true },
 );
 
-export function registerHealthRoutes(app: AppRouter, { config, ollama }: Deps, lifecycle: Lifecycle) {
+export function registerHealthRoutes(app: AppRouter, { config, ollama, fleet }: Deps, lifecycle: Lifecycle) {
   app.openapi(anyKey(config, health), (c) => c.json({ status: 'ok' as const }, 200));
 
   app.openapi(anyKey(config, ready), async (c) => {
@@ -71,6 +89,25 @@ export function registerHealthRoutes(app: AppRouter, { config, ollama }: Deps, l
         },
         503,
       );
+    if (fleet) {
+      // The background checks' view (a down instance is checked every second); at start, a check now.
+      if (fleet.instances.every((instance) => instance.state === 'unknown')) await fleet.refresh();
+      const instances = fleet.instances.map((instance) => ({
+        host: instance.name,
+        url: instance.url,
+        state: instance.state,
+        ...(instance.reason !== undefined && { reason: instance.reason }),
+        ...(instance.version !== undefined && { version: instance.version }),
+        installed: instance.installed.size,
+        loaded: [...instance.loaded.values()].map((model) => String(model.name ?? model.model ?? '')),
+      }));
+      if (instances.some((instance) => instance.state === 'up')) {
+        return c.json({ status: 'ready' as const, ...(details && { instances }) }, 200);
+      }
+      return notReady(
+        `no instance answers (${instances.map((instance) => `${instance.url}: ${instance.reason ?? instance.state}`).join('; ')})`,
+      );
+    }
     try {
       const { response } = await ollama.call('/api/version', undefined, {
         signal: c.req.raw.signal,

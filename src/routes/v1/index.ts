@@ -1,6 +1,7 @@
 import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { Deps } from '../../deps';
+import { ApiError } from '../../http/errors';
 import { allowLongWait } from '../../http/long-wait';
 import { withFacts } from '../../http/route-facts';
 import type { AppEnv, AppRouter } from '../../http/router';
@@ -90,11 +91,17 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
   const startedAt = performance.now();
   const countTokens = (usage: unknown) => {
     const tokens = (usage as { completion_tokens?: unknown } | undefined)?.completion_tokens;
-    if (model !== undefined && typeof tokens === 'number') metrics?.generation(model, tokens, (performance.now() - startedAt) * 1e6);
+    if (model !== undefined && typeof tokens === 'number')
+      metrics?.generation(model, tokens, (performance.now() - startedAt) * 1e6, c.var.record.instance);
   };
-  const path = policy.path.includes('{model}') ? `/v1/models/${encodeURIComponent(c.req.param('model') ?? '')}` : policy.path;
+  const oneModel = policy.path.includes('{model}') ? (c.req.param('model') ?? '') : undefined;
+  const path = oneModel !== undefined ? `/v1/models/${encodeURIComponent(oneModel)}` : policy.path;
+  // With several instances: the union of every instance's list.
+  if (deps.fleet && path === '/v1/models') return c.json({ object: 'list', data: await modelsEverywhere(deps, c.req.raw.signal) });
   const call = () =>
     ollama.call(path, raw, {
+      // One model's details come from an instance that has it.
+      model: oneModel !== undefined && oneModel !== '' ? oneModel : undefined,
       method: policy.method === 'get' ? 'GET' : 'POST',
       signal: c.req.raw.signal,
       firstByteTimeoutMs: policy.generation ? config.firstByteTimeoutMs : config.metadataTimeoutMs,
@@ -139,6 +146,31 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
   };
 
   return admittedRelay(c, deps, { model, generation: policy.generation, streams }, stream, whole);
+}
+
+/** `GET /v1/models` of every instance that answers, one entry per model id. */
+async function modelsEverywhere({ fleet, config }: Deps, signal: AbortSignal): Promise<unknown[]> {
+  const merged = new Map<string, unknown>();
+  let problem: unknown;
+  await Promise.all(
+    (await fleet!.answering()).map(async (instance) => {
+      try {
+        const { response } = await instance.client.call('/v1/models', undefined, {
+          signal,
+          firstByteTimeoutMs: config.metadataTimeoutMs,
+          timeoutSetting: 'MINATO_METADATA_TIMEOUT',
+        });
+        const body = (await response.json().catch(() => undefined)) as { data?: { id?: string }[] } | undefined;
+        if (!response.ok || !Array.isArray(body?.data))
+          throw new ApiError(502, `${instance.name} answered /v1/models with HTTP ${response.status}`, 'upstream_error');
+        for (const model of body.data) if (typeof model.id === 'string' && !merged.has(model.id)) merged.set(model.id, model);
+      } catch (error) {
+        problem ??= error;
+      }
+    }),
+  );
+  if (merged.size === 0 && problem) throw problem;
+  return [...merged.values()];
 }
 
 export function registerOpenAiApi(app: AppRouter, deps: Deps) {

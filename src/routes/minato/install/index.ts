@@ -7,6 +7,7 @@ import { upstreamError } from '../../../ollama/client';
 import type { Deps } from '../../../deps';
 import { consumeNdjson, pullIdle, streamResponse } from '../../../streaming/relay';
 import { install } from './install.routes';
+import { pullEverywhere, pullTargets } from '../../../ollama/fleet-ops';
 
 // Ollama's text when the registry has no such model; its own CLI matches this exact string.
 const NOT_IN_REGISTRY = 'file does not exist';
@@ -31,11 +32,14 @@ export function registerInstallRoutes(app: AppRouter, deps: Deps) {
     const { model_name: model } = c.req.valid('param');
     c.var.record.model = model;
     const signal = c.req.raw.signal;
-    const call = await deps.ollama.call(
-      '/api/pull',
-      { model, stream: true },
-      { signal, firstByteTimeoutMs: deps.config.firstByteTimeoutMs, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
-    );
+    // With several instances: pulled on each healthy one (or the one `?host=` names), as one progress stream.
+    const call = deps.fleet
+      ? pullEverywhere(deps.fleet, deps.config, await pullTargets(deps.fleet, c.req.valid('query').host), { model }, signal)
+      : await deps.ollama.call(
+          '/api/pull',
+          { model, stream: true },
+          { signal, firstByteTimeoutMs: deps.config.firstByteTimeoutMs, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
+        );
     if (!call.response.ok) {
       const error = await upstreamError(call.response);
       throw error.detail.includes(NOT_IN_REGISTRY) ? notInRegistry(model, error.detail) : error;

@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { jsonError, ModelNameParams, upstreamErrors } from '../../../openapi/schemas';
+import { HostQuery, jsonError, ModelNameParams, upstreamErrors } from '../../../openapi/schemas';
 import { validationError } from '../../../openapi/schemas';
 
 export const InstallResult = z.object({ status: z.literal('success') }).openapi('InstallResult');
@@ -11,6 +11,10 @@ export const PullProgress = z
     total: z.number().int().optional().openapi({ example: 2019377376 }),
     completed: z.number().int().optional().openapi({ example: 241970 }),
     error: z.string().optional().openapi({ description: 'Set on an error line, which ends the stream.' }),
+    host: z.string().optional().openapi({
+      description: 'With several Ollama instances: the instance this line is from (the final line has none).',
+      example: '10.0.0.7:11434',
+    }),
   })
   .openapi('PullProgress', { description: 'One line of Ollama\'s pull progress; the last is `{"status":"success"}`.' });
 
@@ -21,8 +25,8 @@ export const install = createRoute({
   tags: ['Models'],
   summary: 'Install (pull) a model',
   description:
-    'Pulls the model into Ollama. By default waits until the pull is done and answers `{"status": "success"}`. With `Accept: application/x-ndjson` or `Accept: text/event-stream`, streams Ollama\'s progress lines (`status`, `digest`, `total`, `completed`) so a client can draw a progress bar. Disconnecting cancels the pull (Ollama resumes it on the next try).',
-  request: { params: ModelNameParams },
+    'Pulls the model into Ollama. By default waits until the pull is done and answers `{"status": "success"}`. With `Accept: application/x-ndjson` or `Accept: text/event-stream`, streams Ollama\'s progress lines (`status`, `digest`, `total`, `completed`) so a client can draw a progress bar. Disconnecting cancels the pull (Ollama resumes it on the next try). With several Ollama instances (OLLAMA_HOSTS) the model is pulled on every healthy instance at once (or on the one `?host=` names): progress lines carry `host`, and success means every pull succeeded.',
+  request: { params: ModelNameParams, query: HostQuery },
   responses: {
     200: {
       content: {

@@ -4,6 +4,7 @@ import type { AppRouter } from '../../../http/router';
 import { upstreamError } from '../../../ollama/client';
 import type { Deps } from '../../../deps';
 import { modelsList, modelsListNoSlash } from './models.routes';
+import { listEverywhere } from '../../../ollama/fleet-ops';
 
 type OllamaModel = {
   name?: string;
@@ -16,8 +17,10 @@ type OllamaModel = {
 
 const MIB = 1024 * 1024;
 
-export function registerModelsRoutes(app: AppRouter, { config, ollama }: Deps) {
-  const handler = async (signal: AbortSignal) => {
+export function registerModelsRoutes(app: AppRouter, { config, ollama, fleet }: Deps) {
+  const installed = async (signal: AbortSignal): Promise<(OllamaModel & { hosts?: string[] })[]> => {
+    // With several instances: the union, each model with the instances that have it.
+    if (fleet) return listEverywhere(fleet, config, '/api/tags', signal);
     const { response } = await ollama.call('/api/tags', undefined, {
       signal,
       firstByteTimeoutMs: config.metadataTimeoutMs,
@@ -26,8 +29,12 @@ export function registerModelsRoutes(app: AppRouter, { config, ollama }: Deps) {
     if (!response.ok) throw await upstreamError(response);
     const body = (await response.json().catch(() => undefined)) as { models?: OllamaModel[] } | undefined;
     if (!Array.isArray(body?.models)) throw new ApiError(502, 'Ollama answered /api/tags without a model list.', 'upstream_error');
+    return body.models;
+  };
+  const handler = async (signal: AbortSignal) => {
+    const models = await installed(signal);
     return {
-      models_list: body.models.map((model) => ({
+      models_list: models.map((model) => ({
         name: model.name ?? model.model ?? '',
         size_mb: Math.round(((model.size ?? 0) / MIB) * 100) / 100,
         format: model.details?.format ?? null,
@@ -36,6 +43,7 @@ export function registerModelsRoutes(app: AppRouter, { config, ollama }: Deps) {
         quantization_level: model.details?.quantization_level ?? null,
         modified_at: model.modified_at ?? null,
         digest: model.digest ?? null,
+        ...(model.hosts && { hosts: model.hosts }),
       })),
     };
   };

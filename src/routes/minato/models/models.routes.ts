@@ -14,6 +14,13 @@ export const ModelEntry = z
     quantization_level: z.string().nullable().openapi({ example: 'Q4_K_M' }),
     modified_at: z.string().nullable().openapi({ example: '2025-05-04T17:37:44.706015396-07:00' }),
     digest: z.string().nullable().openapi({ example: 'a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72' }),
+    hosts: z
+      .array(z.string())
+      .optional()
+      .openapi({
+        description: 'With several Ollama instances (OLLAMA_HOSTS): the instances that have it installed.',
+        example: ['10.0.0.7:11434'],
+      }),
   })
   .openapi('ModelEntry');
 

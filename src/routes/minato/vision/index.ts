@@ -38,7 +38,7 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
    * MINATO_BODY_TIMEOUT to send it gets a 408.
    */
   const withImages = async (c: Context<AppEnv>, model: string, query: GenerationQuery) => {
-    checkAdmission(c, deps, model);
+    await checkAdmission(c, deps, model);
     return toGenerateRequest(model, query, await withinDeadline(readImages(c.req.raw, config), config.bodyTimeoutMs));
   };
 
