@@ -102,3 +102,34 @@ describe('admission control', () => {
     expect(retryAfter()).toBe(3); // one generation ahead, ~2.1 s each
   });
 });
+
+describe('admission across several instances (places)', () => {
+  test('limits apply per instance; a waiter takes the first slot that frees on any of its instances', async () => {
+    const admission = createAdmission({ ...limits, perModel: 1, total: 2 });
+    const onA = admission.enter('m', signal(), undefined, ['A', 'B']) as Slot;
+    const onB = admission.enter('m', signal(), undefined, ['A', 'B']) as Slot;
+    expect([onA.place, onB.place]).toEqual(['A', 'B']);
+    expect([admission.runningOn('A'), admission.runningOn('B')]).toEqual([1, 1]);
+    // Only on A: A's slot for m is taken, so it waits, though B had room for other models.
+    const waiter = admission.enter('m', signal(), undefined, ['B', 'A']) as Ticket;
+    expect(isTicket(waiter)).toBe(true);
+    const other = admission.enter('n', signal(), undefined, ['B']) as Slot;
+    expect(other.place).toBe('B');
+    onA.release();
+    const granted = await waiter.slot;
+    expect(granted.place).toBe('A');
+  });
+
+  test('a slot moved by a failover is counted on its new instance', async () => {
+    const admission = createAdmission({ ...limits, perModel: 1, total: 4 });
+    const slot = admission.enter('m', signal(), undefined, ['A', 'B']) as Slot;
+    slot.move('B');
+    expect([slot.place, admission.runningOn('A'), admission.runningOn('B')]).toEqual(['B', 0, 1]);
+    // A has room for m again; B's one slot for m is the moved one.
+    expect((admission.enter('m', signal(), undefined, ['A']) as Slot).place).toBe('A');
+    const waiter = admission.enter('m', signal(), undefined, ['B']) as Ticket;
+    expect(isTicket(waiter)).toBe(true);
+    slot.release();
+    expect((await waiter.slot).place).toBe('B');
+  });
+});

@@ -75,6 +75,35 @@ describe('routing by residency', () => {
     // The request log says where each went.
     const lines = fleet.logs.filter((line) => line.msg === 'request' && line.path === '/api/generate');
     expect(lines.map((line) => line.instance)).toEqual([...Array(4).fill(fleet.names[1]), fleet.names[0]]);
+    // Every surface routes the same way: Minato's chat, Ollama's /api/chat, OpenAI's /v1.
+    const chats = () => fleet.doubles.map((double) => double.requests.filter((request) => request.path === '/api/chat').length);
+    const messages = [{ role: 'user', content: 'Hi' }];
+    expect(
+      (
+        await fetch(`${fleet.url}/chat/qwen3`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ messages }),
+        })
+      ).status,
+    ).toBe(200);
+    expect(
+      (await fetch(`${fleet.url}/api/chat`, { method: 'POST', body: JSON.stringify({ model: 'llama3.2', messages, stream: false }) }))
+        .status,
+    ).toBe(200);
+    expect(chats()).toEqual([1, 1]);
+    const v1 = await fetch(`${fleet.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'llama3.2', messages, stream: true }),
+    });
+    expect(await v1.text()).toContain('data: [DONE]');
+    expect(fleet.doubles[1]!.requests.filter((request) => request.path === '/v1/chat/completions').length).toBe(1);
+    // Tokens are counted per instance.
+    const metrics = await (await fetch(`${fleet.url}/metrics`)).text();
+    expect(metrics).toContain(`minato_generated_tokens_total{model="llama3.2:latest",instance="${fleet.names[1]}"}`);
+    expect(metrics).toContain(`minato_generated_tokens_total{model="qwen3:latest",instance="${fleet.names[0]}"}`);
+    expect(metrics).toContain(`minato_instance_generations_running{instance="${fleet.names[0]}"} 0`);
   });
 
   test('with the model loaded on both, idle instances take turns and a busy one is avoided', async () => {
