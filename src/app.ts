@@ -15,6 +15,7 @@ import { requestLimits } from './middleware/limits';
 import { requestContext } from './middleware/request-context';
 import { createOllamaClient } from './ollama/client';
 import { createFleet } from './ollama/fleet';
+import { writeLine } from './observability/log-writer';
 
 import type { AppDependencies } from './deps';
 import { mountRoutes } from './routes';
@@ -36,14 +37,14 @@ export function createApp({
   config,
   metrics = config.metrics ? createMetrics() : undefined,
   lifecycle = createLifecycle(),
-  log = config.logRequests ? (line: string) => process.stdout.write(`${line}\n`) : undefined,
+  log = config.logRequests ? writeLine : undefined,
   ...given
 }: AppDependencies) {
   const app = createRouter();
   const logLine = (level: 'warn' | 'info', msg: string, fields: Record<string, unknown> = {}) => {
     const line = JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields });
     if (log) log(line);
-    else process.stdout.write(`${line}\n`);
+    else writeLine(line);
   };
   // Several Ollama instances (OLLAMA_HOSTS): routed by model residency; one behaves as it always has.
   const fleet =

