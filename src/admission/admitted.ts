@@ -142,8 +142,16 @@ export async function admittedStream(
   const entry = await enter(c, deps, model);
   if (isTicket(entry) && format === 'sse' && queueEvents) return queuedSse(c, entry, start);
   const slot = await slotOf(c, entry);
+  let streamed = false;
+  const observe = releasingObserver(c, slot);
   try {
-    const response = await start(releasingObserver(c, slot));
+    const response = await start(() => {
+      streamed = true;
+      return observe();
+    });
+    // Not a stream after all (Ollama's error, or a single object passed on whole): nothing will
+    // end a stream to give the slot back, so it goes back now.
+    if (!streamed) slot.release();
     for (const [name, value] of Object.entries(queueHeaders(slot))) response.headers.set(name, value);
     return response;
   } catch (error) {
@@ -212,14 +220,20 @@ function queuedSse(c: Context<AppEnv>, ticket: Ticket, start: StartStream): Resp
           }
           noteSlot(c, slot);
           try {
-            const response = await start(() => ({
-              firstByte: () => {},
-              end: (result) => {
-                slot.release();
-                sent += result.bytes;
-                if (result.errorKind) c.var.record.errorCode = result.errorKind;
-              },
-            }));
+            let streamed = false;
+            const response = await start(() => {
+              streamed = true;
+              return {
+                firstByte: () => {},
+                end: (result) => {
+                  slot.release();
+                  sent += result.bytes;
+                  if (result.errorKind) c.var.record.errorCode = result.errorKind;
+                },
+              };
+            });
+            // An answer that is not a relayed stream gives its slot back now (nothing else will).
+            if (!streamed) slot.release();
             answer = (response.body as ReadableStream<Uint8Array>).getReader();
           } catch (error) {
             slot.release();

@@ -16,6 +16,28 @@ const start = (env: Record<string, string>) => {
 };
 
 describe('admission control over real sockets', () => {
+  test('a streamed request Ollama refuses before streaming (missing model, bad request) gives its slot back', async () => {
+    // Two slots in all: every refused stream below once kept its slot, so the third refusal
+    // and every generation after it waited for a slot that never came back.
+    const h = start({ MINATO_MAX_CONCURRENT: '2', MINATO_QUEUE_TIMEOUT: '2' });
+    for (let i = 0; i < 3; i++) {
+      const api = await fetch(`${h.url}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'missing', prompt: 'hi' }) });
+      expect(api.status).toBe(404);
+      const v1 = await fetch(`${h.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ model: 'missing', messages: [{ role: 'user', content: 'hi' }], stream: true }),
+      });
+      expect(v1.status).toBe(404);
+    }
+    const after = await fetch(`${h.url}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'slow', prompt: 'hi' }) });
+    expect(after.status).toBe(200);
+    expect(after.headers.get('x-queue-position')).toBe('0');
+    await after.text();
+    const metrics = await (await fetch(`${h.url}/metrics`)).text();
+    expect(metrics).toContain('minato_generations_running 0');
+  });
+
   test('no more generations of a model reach Ollama at once than MINATO_MAX_CONCURRENT_PER_MODEL; the rest wait and all finish', async () => {
     const h = start({ MINATO_MAX_CONCURRENT_PER_MODEL: '2' });
     const responses = await Promise.all(Array.from({ length: 6 }, () => fetch(`${h.url}/slow?message=hi`)));
