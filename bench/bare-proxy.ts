@@ -25,7 +25,7 @@ function readInJs(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> 
     { highWaterMark: 0 },
   );
 }
-const upstream = `http://127.0.0.1:${process.env.OLLAMA_PORT ?? 11500}/api/generate`;
+const ollama = `http://127.0.0.1:${process.env.OLLAMA_PORT ?? 11500}`;
 
 Bun.serve({
   port: Number(process.env.PORT ?? 11501),
@@ -34,13 +34,22 @@ Bun.serve({
   async fetch(request) {
     const url = new URL(request.url);
     const model = url.searchParams.get('model') ?? 'bench-100x0';
-    const response = await fetch(upstream, {
+    // The same upstream call as each surface of Minato makes: /api/generate, /api/chat, /v1 SSE.
+    const api = url.searchParams.get('api') ?? 'generate';
+    const messages = [{ role: 'user', content: url.searchParams.get('message') ?? 'hi' }];
+    const body =
+      api === 'chat'
+        ? { model, messages, stream: true }
+        : api === 'v1'
+          ? { model, messages, stream: true, stream_options: { include_usage: true } }
+          : { model, prompt: url.searchParams.get('message') ?? 'hi', stream: true };
+    const response = await fetch(`${ollama}${api === 'v1' ? '/v1/chat/completions' : `/api/${api}`}`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model, prompt: url.searchParams.get('message') ?? 'hi', stream: true }),
+      body: JSON.stringify(body),
     });
     if (url.pathname === '/sync') return new Response(await response.text(), { headers: { 'Content-Type': 'application/json' } });
-    const body = JS_RELAY && response.body ? readInJs(response.body) : response.body;
-    return new Response(body, { headers: { 'Content-Type': 'application/x-ndjson' } });
+    const relayed = JS_RELAY && response.body ? readInJs(response.body) : response.body;
+    return new Response(relayed, { headers: { 'Content-Type': api === 'v1' ? 'text/event-stream' : 'application/x-ndjson' } });
   },
 });

@@ -28,6 +28,28 @@ const finalLine = (model: string, lines: number, rate: number) =>
     })}\n`,
   );
 
+/** `/api/chat` lines: the token in `message.content`. */
+const chatTokenLine = (model: string) =>
+  encoder.encode(
+    `${JSON.stringify({ model, created_at: '2026-08-21T08:52:19.385406Z', message: { role: 'assistant', content: ' token' }, done: false })}\n`,
+  );
+const chatFinalLine = (model: string, lines: number, rate: number) => {
+  const final = JSON.parse(new TextDecoder().decode(finalLine(model, lines, rate)));
+  delete final.response;
+  return encoder.encode(`${JSON.stringify({ ...final, message: { role: 'assistant', content: '' } })}\n`);
+};
+/** Ollama's /v1 SSE: one `data:` event per token, the finish chunk, the usage chunk when asked, `[DONE]`. */
+const sse = (data: unknown) => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+const v1Chunk = (model: string, delta: Record<string, unknown>, finish: string | null) =>
+  sse({
+    id: 'chatcmpl-42',
+    object: 'chat.completion.chunk',
+    created: 1755766339,
+    model,
+    system_fingerprint: 'fp_ollama',
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  });
+
 const cache = new Map<string, { token: Uint8Array; final: Uint8Array; lines: number; rate: number }>();
 function answerFor(model: string) {
   let answer = cache.get(model);
@@ -52,9 +74,45 @@ const server = Bun.serve({
     if (pathname === '/api/version') return json({ version: '0.33.0-bench' });
     if (pathname === '/api/show') return json({ capabilities: ['completion', 'vision'], details: { family: 'bench' } });
     if (pathname === '/api/tags') return json({ models: [] });
-    if (pathname !== '/api/generate') return new Response('404 page not found', { status: 404 });
-    const body = (await request.json()) as { model: string };
-    const { token, final, lines, rate } = answerFor(body.model);
+    const kind =
+      pathname === '/api/generate'
+        ? 'generate'
+        : pathname === '/api/chat'
+          ? 'chat'
+          : pathname === '/v1/chat/completions'
+            ? 'v1'
+            : undefined;
+    if (!kind) return new Response('404 page not found', { status: 404 });
+    const body = (await request.json()) as { model: string; stream_options?: { include_usage?: boolean } };
+    const answer = answerFor(body.model);
+    const { lines, rate } = answer;
+    let { token, final } = answer;
+    if (kind === 'chat') {
+      token = chatTokenLine(body.model);
+      final = chatFinalLine(body.model, lines, rate);
+    } else if (kind === 'v1') {
+      token = v1Chunk(body.model, { role: 'assistant', content: ' token' }, null);
+      const usage = body.stream_options?.include_usage
+        ? [
+            sse({
+              id: 'chatcmpl-42',
+              object: 'chat.completion.chunk',
+              created: 1755766339,
+              model: body.model,
+              system_fingerprint: 'fp_ollama',
+              choices: [],
+              usage: { prompt_tokens: 8, completion_tokens: lines, total_tokens: 8 + lines },
+            }),
+          ]
+        : [];
+      const parts = [v1Chunk(body.model, { role: 'assistant', content: '' }, 'stop'), ...usage, sse('[DONE]')];
+      final = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+      let at = 0;
+      for (const part of parts) {
+        final.set(part, at);
+        at += part.length;
+      }
+    }
     let sent = 0;
     const interval = rate > 0 ? 1000 / rate : 0;
     const stream = new ReadableStream<Uint8Array>(
@@ -72,7 +130,7 @@ const server = Bun.serve({
       },
       { highWaterMark: 0 },
     );
-    return new Response(stream, { headers: { 'Content-Type': 'application/x-ndjson' } });
+    return new Response(stream, { headers: { 'Content-Type': kind === 'v1' ? 'text/event-stream' : 'application/x-ndjson' } });
   },
 });
 
