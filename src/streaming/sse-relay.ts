@@ -14,6 +14,8 @@ export type SseRelayOptions = {
   abortUpstream: (reason?: unknown) => void;
   /** Sees each event's data (the text after `data: `); returns false to leave the event out. */
   onEvent?: (data: string) => boolean;
+  /** Only events containing this text are shown to `onEvent` (the others pass unread). */
+  onEventMentioning?: string;
   /** Told when the stream ends: whether it ended with `[DONE]`, and bytes sent. */
   onEnd?: (result: { done: boolean; error?: string; clientAborted?: boolean; bytes: number }) => void;
   onFirstByte?: () => void;
@@ -22,8 +24,16 @@ export type SseRelayOptions = {
 };
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 const BLANK_LINE = /\r?\n\r?\n/;
+const CR = 0x0d;
+
+/**
+ * Whether a run of whole events needs looking at: only the end (`[DONE]`) and the events
+ * `onEvent` asks about (those that contain `needle`) do. Searched on the bytes (Buffer's native
+ * indexOf): the rest is passed on as it came, never decoded or re-encoded, which profiling showed
+ * to be most of the relay's cost.
+ */
+const mentions = (bytes: Buffer, needles: string[]) => needles.some((needle) => bytes.indexOf(needle) !== -1);
 
 /** OpenAI's error event, which the openai SDK throws from: `data: {"error": {...}}`. */
 const errorEvent = (message: string) =>
@@ -37,9 +47,12 @@ function dataOf(event: string): string | undefined {
 }
 
 export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelayOptions): ReadableStream<Uint8Array> {
-  const { idleTimeoutMs, idleSetting, stallTimeoutMs, abortUpstream, onEvent, onEnd, onFirstByte, onCutOff } = options;
+  const { idleTimeoutMs, idleSetting, stallTimeoutMs, abortUpstream, onEvent, onEventMentioning, onEnd, onFirstByte, onCutOff } = options;
   const reader = upstream.getReader();
-  let buffered = '';
+  // Bytes of an event not yet complete; and a decoder for the events that are looked at.
+  let partial: Uint8Array | undefined;
+  const decoder = new TextDecoder();
+  const needles = ['[DONE]', ...(onEvent ? [onEventMentioning ?? ''] : [])];
   let sent = 0;
   let started = false;
   let finished = false;
@@ -121,18 +134,55 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
             else end(controller, 'Ollama closed the stream before the answer was complete.');
             return;
           }
-          buffered += decoder.decode(result.value as Uint8Array, { stream: true });
-          let out = '';
-          for (let match = BLANK_LINE.exec(buffered); match; match = BLANK_LINE.exec(buffered)) {
-            const event = buffered.slice(0, match.index);
-            buffered = buffered.slice(match.index + match[0].length);
-            const data = dataOf(event);
-            if (data === '[DONE]') sawDone = true;
-            else if (data !== undefined && onEvent && !onEvent(data)) continue;
-            out += `${event}\n\n`;
+          let chunk = result.value as Uint8Array;
+          if (partial) {
+            const joined = new Uint8Array(partial.length + chunk.length);
+            joined.set(partial);
+            joined.set(chunk, partial.length);
+            chunk = joined;
+            partial = undefined;
           }
-          if (out !== '') {
-            const bytes = encoder.encode(out);
+          const view = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+          // Where the last whole event ends (`\n\n`, or `\r\n\r\n` from servers that use it).
+          const lf = view.lastIndexOf('\n\n');
+          const crlf = view.indexOf(CR) === -1 ? -1 : view.lastIndexOf('\r\n\r\n');
+          const cut = Math.max(lf === -1 ? -1 : lf + 2, crlf === -1 ? -1 : crlf + 4);
+          if (cut === -1) {
+            partial = chunk;
+            continue;
+          }
+          const whole = cut === chunk.length ? chunk : chunk.subarray(0, cut);
+          if (cut < chunk.length) partial = chunk.slice(cut);
+          let bytes: Uint8Array | undefined;
+          if (crlf === -1 && !mentions(view.subarray(0, cut), needles)) {
+            // The hot path: whole events that nobody needs to read go out as the bytes they came in.
+            bytes = whole;
+          } else {
+            // Events to look at (the end, usage), or `\r\n` line ends: event by event, as text.
+            let text = decoder.decode(whole);
+            let out = '';
+            for (let match = BLANK_LINE.exec(text); match; match = BLANK_LINE.exec(text)) {
+              const event = text.slice(0, match.index);
+              text = text.slice(match.index + match[0].length);
+              const data = dataOf(event);
+              if (data === '[DONE]') sawDone = true;
+              else if (
+                data !== undefined &&
+                onEvent &&
+                (onEventMentioning === undefined || data.includes(onEventMentioning)) &&
+                !onEvent(data)
+              )
+                continue;
+              out += `${event}\n\n`;
+            }
+            // Mixed line ends can leave the start of an event: keep it, ahead of the bytes still to come.
+            if (text !== '') {
+              const head = encoder.encode(text);
+              partial = partial ? Buffer.concat([head, partial]) : head;
+            }
+            if (out !== '') bytes = encoder.encode(out);
+          }
+          if (bytes) {
             if (!started) {
               started = true;
               onFirstByte?.();

@@ -30,6 +30,37 @@ describe('relaySse', () => {
     expect(text).toBe(body);
   });
 
+  test('bytes pass as they came: a character split across chunks, \\r\\n framing, events split anywhere', async () => {
+    const body = 'data: {"c":"東京 🍣"}\n\ndata: {"d":"é"}\r\n\r\ndata: {"usage":1}\n\ndata: [DONE]\n\n';
+    const bytes = encoder.encode(body);
+    // Every split point, including inside the multi-byte characters.
+    for (let at = 1; at < bytes.length; at += 3) {
+      const pieces = [bytes.subarray(0, at), bytes.subarray(at)];
+      let i = 0;
+      const source = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (i < pieces.length) controller.enqueue(pieces[i++]!);
+          else controller.close();
+        },
+      });
+      const seen: string[] = [];
+      const text = await readAll(
+        relaySse(source, {
+          idleTimeoutMs: 1000,
+          idleSetting: 'X',
+          abortUpstream: () => {},
+          onEventMentioning: '"usage"',
+          onEvent: (data) => {
+            seen.push(data);
+            return true;
+          },
+        }),
+      );
+      expect(text.replace(/\r\n/g, '\n')).toBe(body.replace(/\r\n/g, '\n'));
+      expect(seen).toEqual(['{"usage":1}']);
+    }
+  });
+
   test('a chunk the client did not ask for (usage) can be left out', async () => {
     const body = 'data: {"choices":[{"delta":{}}]}\n\ndata: {"choices":[],"usage":{"completion_tokens":3}}\n\ndata: [DONE]\n\n';
     const seen: string[] = [];

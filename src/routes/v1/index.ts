@@ -130,8 +130,9 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
       stallTimeoutMs: config.clientStallTimeoutMs,
       abortUpstream: upstream.abort,
       onFirstByte: () => observer?.firstByte(),
+      // The usage chunk: `"choices": []` with `usage`; no other event is read.
+      onEventMentioning: '"usage"',
       onEvent: (data) => {
-        // The usage chunk: `"choices": []` with `usage`.
         if (!data.includes('"usage"')) return true;
         const event = parseObject(data);
         if (!event || !Array.isArray(event.choices) || event.choices.length > 0 || !event.usage) return true;
