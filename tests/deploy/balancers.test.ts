@@ -79,14 +79,20 @@ function startNginx(replicas: Replica[]): Promise<Balancer> {
     stdout: 'ignore',
     stderr: 'inherit',
   });
-  return waitForPort(port).then(() => ({
+  return running(child, port, dir);
+}
+
+/** The balancer once it listens; stopping it also removes its folder. */
+async function running(child: ReturnType<typeof Bun.spawn>, port: number, dir: string): Promise<Balancer> {
+  await waitForPort(port);
+  return {
     port,
     stop: async () => {
       child.kill('SIGTERM');
       await child.exited;
       rmSync(dir, { recursive: true, force: true });
     },
-  }));
+  };
 }
 
 function startHaproxy(replicas: Replica[]): Promise<Balancer> {
@@ -94,14 +100,7 @@ function startHaproxy(replicas: Replica[]): Promise<Balancer> {
   const port = freePort();
   writeFileSync(join(dir, 'haproxy.cfg'), withPorts('haproxy.cfg', port, replicas));
   const child = Bun.spawn([HAPROXY, '-db', '-f', join(dir, 'haproxy.cfg')], { stdout: 'ignore', stderr: 'ignore' });
-  return waitForPort(port).then(() => ({
-    port,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await child.exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  }));
+  return running(child, port, dir);
 }
 
 const generations = (replica: Replica) => replica.paths.filter((path) => path.startsWith('/llama3.2')).length;
