@@ -7,8 +7,12 @@ import type { AppEnv } from '../http/router';
  * (`299 minato "Unknown query parameters ignored: temprature"`) and the request log an
  * `ignored_params` field, so that a typo (`temprature=0.7`) can be seen.
  */
-export const warnUnknownQuery = (known: ReadonlySet<string>) =>
+export const warnUnknownQuery = (known: ReadonlySet<string>, { refuseHead = false } = {}) =>
   createMiddleware<AppEnv>(async (c, next) => {
+    // Hono answers HEAD with the GET handler, which on a generation route would run a whole
+    // generation on the GPU to throw its body away: those routes answer HEAD with 405 instead.
+    // (Here rather than in a middleware of its own: every layer costs each request.)
+    if (refuseHead && c.req.method === 'HEAD') return c.body(null, 405, { Allow: 'GET' });
     if (!c.req.url.includes('?')) return next();
     const unknown = Object.keys(c.req.queries()).filter((name) => !known.has(name));
     if (unknown.length === 0) return next();
