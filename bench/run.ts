@@ -4,7 +4,7 @@
  * measured with wrk in one run, alternating targets round by round and taking medians.
  * Prints a table and (except with --quick) writes bench/RESULTS.md with the machine's description.
  *
- *   bun run bench            # full run, about 4 minutes
+ *   bun run bench            # full run, about 9 minutes
  *   bun run bench --quick    # smoke test for CI: checks the bench works, not its numbers
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
