@@ -39,7 +39,7 @@ async function placesFor(c: Context<AppEnv>, deps: Deps, model: string): Promise
   if (!deps.fleet) return undefined;
   // `?host=` (where a route takes it) pins the request to one instance.
   if (c.var.record.pinned !== undefined) return [c.var.record.pinned];
-  return (await deps.fleet.candidates(model, deps.admission.runningOn)).map((instance) => instance.name);
+  return (await deps.fleet.candidates(model, deps.admission.runningOn, c.var.record.conversation)).map((instance) => instance.name);
 }
 
 /**

@@ -18,6 +18,8 @@ export type RequestRecord = {
   ignoredParams?: string[];
   /** With several Ollama instances: the one the request went to (its admission slot's, or `?host=`). */
   instance?: string;
+  /** With several instances: the conversation's opening messages, so that its turns stay on one instance. */
+  conversation?: string;
   /** The instance `?host=` named: the request goes there and nowhere else. */
   pinned?: string;
   /** The admission slot, moved along when the request fails over to another instance. */

@@ -43,6 +43,22 @@ export type Instance = {
 
 export type Fleet = ReturnType<typeof createFleet>;
 
+/**
+ * What identifies a conversation for instance affinity: its messages up to the first user message
+ * (the system prompt and the opening question), which every later turn repeats. Only roles and
+ * text count.
+ */
+export function conversationOf(messages: unknown): string | undefined {
+  if (!Array.isArray(messages) || messages.length === 0) return undefined;
+  const parts: string[] = [];
+  for (const message of messages as { role?: unknown; content?: unknown }[]) {
+    const content = typeof message?.content === 'string' ? message.content : JSON.stringify(message?.content ?? '');
+    parts.push(`${String(message?.role)}:${content}`);
+    if (message?.role === 'user') break;
+  }
+  return parts.join('\n');
+}
+
 export const instanceName = (url: string) => {
   const parsed = new URL(url);
   return `${parsed.host}${parsed.pathname === '/' ? '' : parsed.pathname}`;
@@ -165,17 +181,35 @@ export function createFleet({ urls, metadataTimeoutMs, refreshMs, onWaiting, onS
       'upstream_unreachable',
     );
 
-  /** Healthy instances with `model` installed, best first (`exclude`d ones left out). */
-  function ranked(model: string, runningOn: (name: string) => number, exclude: Instance[] = []): Instance[] {
+  /**
+   * Healthy instances with `model` installed, best first (`exclude`d ones left out). Among equals
+   * a conversation goes back to the instance it went to before (`conversation`: rendezvous hashing
+   * of its opening messages, stable while instances come and go), so that Ollama's prompt cache
+   * is reused; otherwise the one Minato sent a request to least recently goes first (round-robin).
+   */
+  function ranked(model: string, runningOn: (name: string) => number, exclude: Instance[] = [], conversation?: string): Instance[] {
     const wanted = resolvedModelName(model);
     const having = healthy().filter((instance) => instance.installed.has(wanted) && !exclude.includes(instance));
-    return (
-      having
-        .map((instance) => ({ instance, cold: instance.loaded.has(wanted) ? 0 : 1, busy: runningOn(instance.name) }))
-        // Round-robin among equals: the one Minato sent a request to least recently goes first.
-        .sort((a, b) => a.cold - b.cold || a.busy - b.busy || a.instance.lastUsed - b.instance.lastUsed)
-        .map((entry) => entry.instance)
-    );
+    let home: Instance | undefined;
+    if (conversation !== undefined) {
+      let best = -1n;
+      for (const instance of having) {
+        const score = BigInt(Bun.hash(`${conversation}\u0000${instance.name}`));
+        if (score > best) {
+          best = score;
+          home = instance;
+        }
+      }
+    }
+    return having
+      .map((instance) => ({
+        instance,
+        cold: instance.loaded.has(wanted) ? 0 : 1,
+        busy: runningOn(instance.name),
+        away: instance === home ? 0 : 1,
+      }))
+      .sort((a, b) => a.cold - b.cold || a.busy - b.busy || a.away - b.away || a.instance.lastUsed - b.instance.lastUsed)
+      .map((entry) => entry.instance);
   }
 
   /**
@@ -183,11 +217,11 @@ export function createFleet({ urls, metadataTimeoutMs, refreshMs, onWaiting, onS
    * as Minato knows) refreshes every instance first, within the metadata deadline. None has it:
    * 404; none answers: 502 naming each instance and why.
    */
-  async function candidates(model: string, runningOn: (name: string) => number = () => 0): Promise<Instance[]> {
-    let found = ranked(model, runningOn);
+  async function candidates(model: string, runningOn: (name: string) => number = () => 0, conversation?: string): Promise<Instance[]> {
+    let found = ranked(model, runningOn, [], conversation);
     if (found.length === 0) {
       await refresh();
-      found = ranked(model, runningOn);
+      found = ranked(model, runningOn, [], conversation);
     }
     if (found.length > 0) return found;
     const up = healthy();

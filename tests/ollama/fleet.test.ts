@@ -131,6 +131,45 @@ describe('routing by residency', () => {
     await fleet.doubles[busy]!.waitFor(() => fleet.doubles[busy]!.streaming === 0);
   });
 
+  test("a conversation's turns stay on one instance (Ollama's prompt cache), while conversations spread", async () => {
+    const fleet = startFleet([
+      { models: [slow('llama3.2')], loaded: ['llama3.2'] },
+      { models: [slow('llama3.2')], loaded: ['llama3.2'] },
+    ]);
+    const chatsOn = () => fleet.doubles.map((double) => double.requests.filter((request) => request.path === '/api/chat').length);
+    const history: { role: string; content: string }[] = [
+      { role: 'system', content: 'You are terse.' },
+      { role: 'user', content: 'Name a colour.' },
+    ];
+    // Four turns, each repeating the conversation so far: round-robin alone would alternate.
+    for (let turn = 0; turn < 4; turn++) {
+      const response = await fetch(`${fleet.url}/api/chat`, {
+        method: 'POST',
+        body: JSON.stringify({ model: 'llama3.2', messages: history, stream: false }),
+      });
+      expect(response.status).toBe(200);
+      history.push({ role: 'assistant', content: 'Blue.' }, { role: 'user', content: `And another? (${turn})` });
+    }
+    expect(chatsOn().sort()).toEqual([0, 4]);
+    // The same conversation through Minato's own chat route goes to the same instance.
+    const home = chatsOn().indexOf(4);
+    const minato = await fetch(`${fleet.url}/chat/llama3.2`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messages: history }),
+    });
+    expect(minato.status).toBe(200);
+    expect(chatsOn()[home]).toBe(5);
+    // Many different conversations use both instances.
+    for (let i = 0; i < 20; i++) {
+      await fetch(`${fleet.url}/api/chat`, {
+        method: 'POST',
+        body: JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: `Question ${i}` }], stream: false }),
+      });
+    }
+    expect(Math.min(...chatsOn())).toBeGreaterThan(0);
+  });
+
   test('a model no instance has is a 404 in each surface, naming the instances', async () => {
     const fleet = startFleet([
       { models: [slow('llama3.2')], loaded: [] },

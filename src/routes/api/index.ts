@@ -8,7 +8,7 @@ import type { AppEnv, AppRouter } from '../../http/router';
 import { secured } from '../../middleware/auth';
 import { parseObject } from '../../streaming/ndjson';
 import { answerIdle, consumeNdjson, pullIdle, streamResponse } from '../../streaming/relay';
-import type { Fleet } from '../../ollama/fleet';
+import { conversationOf, type Fleet } from '../../ollama/fleet';
 import { listEverywhere, onEvery, pullEverywhere, pullTargets } from '../../ollama/fleet-ops';
 import { admittedRelay, checkedModel, jsonBody, keepRawBody, passThrough, registerRelayed } from '../relayed';
 import { API_POLICIES, type ApiPolicy } from './policy';
@@ -110,6 +110,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise
   if (fleet && host !== undefined) c.var.record.pinned = fleet.named(host).name;
   const { raw, body } = policy.method === 'get' ? { raw: undefined, body: undefined } : await jsonBody(c);
   const model = modelOf(c, policy, body);
+  if (fleet && policy.path === '/api/chat') c.var.record.conversation = conversationOf(body?.messages);
   if (fleet && policy.everywhere) return relayEverywhere(c, deps, fleet, policy, { raw, body, host });
   const streams = policy.streams !== undefined && body?.stream !== false;
   const idle = policy.streams === 'progress' ? pullIdle(config) : answerIdle(config);

@@ -2,6 +2,7 @@ import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { Deps } from '../../deps';
 import { ApiError } from '../../http/errors';
+import { conversationOf } from '../../ollama/fleet';
 import { allowLongWait } from '../../http/long-wait';
 import { withFacts } from '../../http/route-facts';
 import type { AppEnv, AppRouter } from '../../http/router';
@@ -79,6 +80,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
   const { config, ollama, metrics } = deps;
   let { raw, body } = policy.method === 'post' ? await jsonBody(c) : { raw: undefined, body: undefined };
   const model = checkedModel(c, body?.model);
+  if (deps.fleet && policy.path === '/v1/chat/completions') c.var.record.conversation = conversationOf(body?.messages);
   const streams = body?.stream === true;
   // Tokens are counted for every stream: Ollama is asked for the usage chunk even when the client
   // did not ask, and that chunk is then left out of what the client receives.

@@ -7,6 +7,7 @@ import { type AppEnv, createRouter } from '../../../http/router';
 import { secured } from '../../../middleware/auth';
 import type { CapabilityLookup } from '../../../ollama/capabilities';
 import { type ChatBody, chatStream, chatSync } from '../../../ollama/chat';
+import { conversationOf } from '../../../ollama/fleet';
 import { negotiateStreamFormat } from '../../../streaming/ndjson';
 import { checkedBase64Image } from '../../../uploads/images';
 import { chatStreamRoute, chatSyncRoute } from './chat.routes';
@@ -77,11 +78,13 @@ export function chatRoutes(deps: Deps, capabilitiesOf: CapabilityLookup) {
     .openapi(secured(config, { ...chatSyncRoute, middleware: [allowLongWait] }, 'generate'), async (c) => {
       const { model_name } = c.req.valid('param');
       const body = await prepare(c, model_name, c.req.valid('json'));
+      if (deps.fleet) c.var.record.conversation = conversationOf(body.messages);
       return admittedSync(c, deps, model_name, () => chatSync(deps, body, c.req.raw.signal));
     })
     .openapi(secured(config, { ...chatStreamRoute, middleware: [allowLongWait] }, 'generate'), async (c) => {
       const { model_name } = c.req.valid('param');
       const body = await prepare(c, model_name, c.req.valid('json'));
+      if (deps.fleet) c.var.record.conversation = conversationOf(body.messages);
       const format = negotiateStreamFormat(c.req.header('accept'));
       return admittedStream(c, deps, model_name, format, (observe) => chatStream(deps, body, c.req.raw.signal, format, observe));
     });
