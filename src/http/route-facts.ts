@@ -19,6 +19,15 @@ export type RouteFacts = {
   duringDrain?: boolean;
   /** The API dialect its errors are rendered in (default Minato's own `{detail, code}`). */
   surface?: Surface;
+  /**
+   * The route waits on Ollama, which sends nothing while it loads a model (minutes). Bun.serve
+   * closes a connection silent for `idleTimeout` seconds (10 by default, 255 at most), which cut a
+   * request waiting on a cold model with an empty reply; for these routes Bun's idle timer is
+   * switched off (by the limits middleware), and Minato's own upstream deadlines
+   * (MINATO_FIRST_BYTE_TIMEOUT, MINATO_STREAM_IDLE_TIMEOUT) bound the wait instead. A fact
+   * rather than a middleware of its own: every layer costs each request.
+   */
+  longWait?: boolean;
 };
 
 const facts = new Map<string, RouteFacts>();

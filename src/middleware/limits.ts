@@ -60,6 +60,7 @@ export function requestLimits(config: Config, lifecycle: Lifecycle) {
         );
       }
     }
+    if (facts?.longWait) c.env?.server?.timeout(c.req.raw, 0);
     if (lifecycle.draining && !facts?.duringDrain) {
       throw new ApiError(503, 'Minato is shutting down. Retry on another instance, or in a few seconds.', 'shutting_down', {
         'Retry-After': '5',

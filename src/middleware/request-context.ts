@@ -36,12 +36,14 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
 
     // One line per request, even when a stream its 503 replaced (shutdown) ends later.
     let finished = false;
-    const finish = (status: number, route: string, firstByteAt: number | undefined, end?: StreamEnd) => {
+    /** `firstByteAt` 'end': a whole answer, whose first byte goes out with the rest of it. */
+    const finish = (status: number, route: string, firstByte: number | 'end' | undefined, end?: StreamEnd) => {
       if (finished) return;
       finished = true;
       done();
       if (!log) return;
       const now = performance.now();
+      const firstByteAt = firstByte === 'end' ? now : firstByte;
       const contentLength = c.res.headers.get('content-length');
       const path = requestPath(c.req.raw.url);
       log(
@@ -131,7 +133,7 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
       const route = routeLabel(c);
       metrics?.request(route, c.req.method, c.res.status, (performance.now() - startedAt) / 1000);
       // A whole answer's first byte goes out with the rest of it.
-      finish(c.res.status, route, performance.now());
+      finish(c.res.status, route, 'end');
     }
   });
 }

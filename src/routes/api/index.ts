@@ -2,7 +2,6 @@ import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { Deps } from '../../deps';
 import { ApiError } from '../../http/errors';
-import { allowLongWait } from '../../http/long-wait';
 import { withFacts } from '../../http/route-facts';
 import type { AppEnv, AppRouter } from '../../http/router';
 import { secured } from '../../middleware/auth';
@@ -71,7 +70,7 @@ const routeOf = (policy: ApiPolicy): RouteConfig => {
       summary: policy.summary,
       description: `Ollama's \`${policy.method.toUpperCase()} ${policy.path}\`, relayed as sent and answered as Ollama answers (streams are Ollama's NDJSON, whatever \`Accept\` says), behind Minato's keys${policy.generation ? ', admission queue' : ''} and deadlines. Minato's own errors are \`{"error": "..."}\`, as Ollama's.`,
       request: body ? { body } : {},
-      middleware: [allowLongWait, ...(policy.method === 'get' ? [] : [keepRawBody])],
+      middleware: policy.method === 'get' ? [] : [keepRawBody],
       responses: {
         200: {
           content: { 'application/json': { schema: AnyJson }, 'application/x-ndjson': { schema: AnyJson } },
@@ -85,7 +84,7 @@ const routeOf = (policy: ApiPolicy): RouteConfig => {
       },
     }),
     // Bodies carry conversations and images (base64): the chat limit, not the 64 KiB default.
-    { surface: 'ollama', bodyLimit: (config) => config.maxChatBodyBytes },
+    { surface: 'ollama', bodyLimit: (config) => config.maxChatBodyBytes, longWait: true },
   );
 };
 
@@ -208,7 +207,6 @@ function registerBlobs(app: AppRouter, { config, ollama }: Deps) {
     path: '/api/blobs/{digest}',
     tags: ['Ollama API'],
     request: { params: DigestParams },
-    middleware: [allowLongWait],
     responses: {
       200: { description: 'Ollama has the blob (HEAD).' },
       201: { description: 'Stored (POST).' },
@@ -218,7 +216,7 @@ function registerBlobs(app: AppRouter, { config, ollama }: Deps) {
       502: ollamaError('Ollama is unreachable or failed.'),
     },
   };
-  const facts = { surface: 'ollama' as const, readsOwnBody: (c: typeof config) => c.maxBlobBytes };
+  const facts = { surface: 'ollama' as const, readsOwnBody: (c: typeof config) => c.maxBlobBytes, longWait: true };
   const headRoute = withFacts(
     // Hono answers HEAD through the GET route (dropping the body): HEAD is declared as GET here.
     createRoute({ ...common, method: 'get', operationId: 'ollamaBlobExists', summary: 'Whether Ollama has a blob (send HEAD)' }),

@@ -3,7 +3,6 @@ import type { Context } from 'hono';
 import type { Deps } from '../../deps';
 import { ApiError } from '../../http/errors';
 import { conversationOf } from '../../ollama/fleet';
-import { allowLongWait } from '../../http/long-wait';
 import { withFacts } from '../../http/route-facts';
 import type { AppEnv, AppRouter } from '../../http/router';
 import type { StreamObserver } from '../../observability/metrics';
@@ -59,7 +58,7 @@ const routeOf = (policy: V1Policy): RouteConfig =>
           : policy.path.includes('{model}')
             ? { params: z.object({ model: z.string().openapi({ param: { name: 'model', in: 'path' } }) }) }
             : {},
-      middleware: [allowLongWait, ...(policy.method === 'post' ? [keepRawBody] : [])],
+      middleware: policy.method === 'post' ? [keepRawBody] : [],
       responses: {
         200: {
           content: { 'application/json': { schema: AnyJson }, 'text/event-stream': { schema: z.string() } },
@@ -73,7 +72,7 @@ const routeOf = (policy: V1Policy): RouteConfig =>
       },
     }),
     // Bodies carry conversations and images (data: URIs): the chat limit, not the 64 KiB default.
-    { surface: 'openai', bodyLimit: (config) => config.maxChatBodyBytes },
+    { surface: 'openai', bodyLimit: (config) => config.maxChatBodyBytes, longWait: true },
   );
 
 async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<Response> {

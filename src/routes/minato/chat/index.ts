@@ -2,7 +2,6 @@ import type { Context } from 'hono';
 import { admittedStream, admittedSync } from '../../../admission/admitted';
 import type { Deps } from '../../../deps';
 import { ApiError } from '../../../http/errors';
-import { allowLongWait } from '../../../http/long-wait';
 import { type AppEnv, createRouter } from '../../../http/router';
 import { secured } from '../../../middleware/auth';
 import type { CapabilityLookup } from '../../../ollama/capabilities';
@@ -75,13 +74,13 @@ export function chatRoutes(deps: Deps, capabilitiesOf: CapabilityLookup) {
   };
 
   return createRouter()
-    .openapi(secured(config, { ...chatSyncRoute, middleware: [allowLongWait] }, 'generate'), async (c) => {
+    .openapi(secured(config, chatSyncRoute, 'generate'), async (c) => {
       const { model_name } = c.req.valid('param');
       const body = await prepare(c, model_name, c.req.valid('json'));
       if (deps.fleet) c.var.record.conversation = conversationOf(body.messages);
       return admittedSync(c, deps, model_name, () => chatSync(deps, body, c.req.raw.signal));
     })
-    .openapi(secured(config, { ...chatStreamRoute, middleware: [allowLongWait] }, 'generate'), async (c) => {
+    .openapi(secured(config, chatStreamRoute, 'generate'), async (c) => {
       const { model_name } = c.req.valid('param');
       const body = await prepare(c, model_name, c.req.valid('json'));
       if (deps.fleet) c.var.record.conversation = conversationOf(body.messages);

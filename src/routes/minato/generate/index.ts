@@ -1,7 +1,6 @@
 import type { Deps } from '../../../deps';
 import { answerStream, answerSync } from '../../../ollama/generate';
 import { isEventSourceReconnect, negotiateStreamFormat } from '../../../streaming/ndjson';
-import { allowLongWait } from '../../../http/long-wait';
 import type { AppRouter } from '../../../http/router';
 import { secured } from '../../../middleware/auth';
 import { admittedStream, admittedSync } from '../../../admission/admitted';
@@ -14,7 +13,7 @@ const unknownQuery = warnUnknownQuery(GENERATION_PARAMS, { refuseHead: true });
 
 export function registerGenerateRoutes(app: AppRouter, deps: Deps) {
   const { config } = deps;
-  app.openapi(secured(config, { ...generateStream, middleware: [allowLongWait, unknownQuery] }, 'generate'), async (c) => {
+  app.openapi(secured(config, { ...generateStream, middleware: [unknownQuery] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const format = negotiateStreamFormat(c.req.header('accept'));
     if (format === 'sse' && isEventSourceReconnect(c.req)) return c.body(null, 204);
@@ -22,7 +21,7 @@ export function registerGenerateRoutes(app: AppRouter, deps: Deps) {
     return admittedStream(c, deps, model_name, format, (observe) => answerStream(deps, body, c.req.raw.signal, format, observe));
   });
 
-  app.openapi(secured(config, { ...generateSync, middleware: [allowLongWait, unknownQuery] }, 'generate'), async (c) => {
+  app.openapi(secured(config, { ...generateSync, middleware: [unknownQuery] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const body = toGenerateRequest(model_name, c.req.valid('query'));
     return admittedSync(c, deps, model_name, () => answerSync(deps, body, c.req.raw.signal));

@@ -1,5 +1,4 @@
 import { ApiError } from '../../../http/errors';
-import { allowLongWait } from '../../../http/long-wait';
 import { secured } from '../../../middleware/auth';
 import type { StreamFormat } from '../../../streaming/ndjson';
 import type { AppRouter } from '../../../http/router';
@@ -28,7 +27,7 @@ function progressFormat(accept: string | undefined): StreamFormat | undefined {
 }
 
 export function registerInstallRoutes(app: AppRouter, deps: Deps) {
-  app.openapi(secured(deps.config, { ...install, middleware: [allowLongWait] }, 'admin'), async (c) => {
+  app.openapi(secured(deps.config, install, 'admin'), async (c) => {
     const { model_name: model } = c.req.valid('param');
     c.var.record.model = model;
     const signal = c.req.raw.signal;

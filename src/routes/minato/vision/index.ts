@@ -1,7 +1,6 @@
 import type { Context } from 'hono';
 import { ApiError } from '../../../http/errors';
 import { readImages } from '../../../uploads/images';
-import { allowLongWait } from '../../../http/long-wait';
 import { negotiateStreamFormat } from '../../../streaming/ndjson';
 import type { AppEnv, AppRouter } from '../../../http/router';
 import type { CapabilityLookup } from '../../../ollama/capabilities';
@@ -42,7 +41,7 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
     return toGenerateRequest(model, query, await withinDeadline(readImages(c.req.raw, config), config.bodyTimeoutMs));
   };
 
-  app.openapi(secured(config, { ...visionStream, middleware: [allowLongWait, unknownQuery] }, 'generate'), async (c) => {
+  app.openapi(secured(config, { ...visionStream, middleware: [unknownQuery] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const query = c.req.valid('query');
     await checkVision(c, model_name);
@@ -51,7 +50,7 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
     return admittedStream(c, deps, model_name, format, (observe) => answerStream(deps, request, c.req.raw.signal, format, observe));
   });
 
-  app.openapi(secured(config, { ...visionSync, middleware: [allowLongWait, unknownQuery] }, 'generate'), async (c) => {
+  app.openapi(secured(config, { ...visionSync, middleware: [unknownQuery] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const query = c.req.valid('query');
     await checkVision(c, model_name);
