@@ -286,6 +286,24 @@ describe('routes that concern every instance', () => {
     expect((await json(response)).detail).toContain(fleet.names[1]);
   });
 
+  test('blobs go where ?host= says, so that /api/create finds them there', async () => {
+    const fleet = startFleet([
+      { models: [slow('llama3.2')], loaded: [] },
+      { models: [slow('llama3.2')], loaded: [] },
+    ]);
+    const bytes = new TextEncoder().encode('GGUF model bytes');
+    const digest = `sha256:${new Bun.CryptoHasher('sha256').update(bytes).digest('hex')}`;
+    const second = encodeURIComponent(fleet.names[1]!);
+    const stored = await fetch(`${fleet.url}/api/blobs/${digest}?host=${second}`, { method: 'POST', body: bytes });
+    expect(stored.status).toBe(201);
+    expect((await fetch(`${fleet.url}/api/blobs/${digest}?host=${second}`, { method: 'HEAD' })).status).toBe(200);
+    expect((await fetch(`${fleet.url}/api/blobs/${digest}?host=${encodeURIComponent(fleet.names[0]!)}`, { method: 'HEAD' })).status).toBe(
+      404,
+    );
+    const blobRequests = (double: OllamaDouble) => double.requests.filter((request) => request.path.startsWith('/api/blobs/')).length;
+    expect(fleet.doubles.map(blobRequests)).toEqual([1, 2]);
+  });
+
   test('delete removes the model from every instance that has it', async () => {
     const fleet = startFleet([
       { models: [slow('llama3.2'), slow('qwen3')], loaded: [] },

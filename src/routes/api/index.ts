@@ -202,7 +202,7 @@ const DigestParams = z.object({
  * `/api/create`. The upload streams through to Ollama as it arrives, counted against
  * MINATO_MAX_BLOB_BYTES; nothing is held in memory.
  */
-function registerBlobs(app: AppRouter, { config, ollama }: Deps) {
+function registerBlobs(app: AppRouter, { config, ollama, fleet }: Deps) {
   const common = {
     path: '/api/blobs/{digest}',
     tags: ['Ollama API'],
@@ -227,6 +227,9 @@ function registerBlobs(app: AppRouter, { config, ollama }: Deps) {
     facts,
   );
   const forward = async (c: Context<AppEnv>, method: 'HEAD' | 'POST') => {
+    // With several instances a blob goes where `?host=` says (the instance /api/create will run on).
+    const host = fleet ? c.req.query('host') : undefined;
+    if (fleet && host !== undefined) c.var.record.pinned = fleet.named(host).name;
     const { digest } = c.req.param() as { digest: string };
     let sent = 0;
     const declared = Number(c.req.header('content-length') ?? 0);
