@@ -55,13 +55,14 @@ export function createApp({
           metadataTimeoutMs: config.metadataTimeoutMs,
           refreshMs: config.fleetRefreshMs,
           onWaiting: metrics?.waiting,
-          onStateChange: (instance, previous) =>
-            previous !== 'unknown' || instance.state === 'down'
-              ? logLine(instance.state === 'down' ? 'warn' : 'info', `ollama instance ${instance.state}`, {
-                  instance: instance.name,
-                  reason: instance.reason,
-                })
-              : undefined,
+          // Every change but the first check finding an instance up (which is the expected start).
+          onStateChange: (instance, previous) => {
+            if (previous === 'unknown' && instance.state !== 'down') return;
+            logLine(instance.state === 'down' ? 'warn' : 'info', `ollama instance ${instance.state}`, {
+              instance: instance.name,
+              reason: instance.reason,
+            });
+          },
         })
       : undefined);
   fleet?.start();

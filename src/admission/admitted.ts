@@ -130,6 +130,20 @@ const releasingObserver = (c: Context<AppEnv>, slot: Slot) => (): StreamObserver
 /** Starts the upstream stream; handed the observer it must pass on to the relay. */
 type StartStream = (observe: () => StreamObserver) => Promise<Response>;
 
+/**
+ * Runs `start`, noting whether the answer is a relayed stream (it asked for its observer). One
+ * that is not (Ollama's error, a single object passed on whole) never ends a stream, so the
+ * caller must give its slot back itself.
+ */
+async function startWatched(start: StartStream, observe: () => StreamObserver): Promise<{ response: Response; streamed: boolean }> {
+  let streamed = false;
+  const response = await start(() => {
+    streamed = true;
+    return observe();
+  });
+  return { response, streamed };
+}
+
 /** A streamed answer inside a slot, released when the stream ends however it ends. */
 export async function admittedStream(
   c: Context<AppEnv>,
@@ -142,15 +156,8 @@ export async function admittedStream(
   const entry = await enter(c, deps, model);
   if (isTicket(entry) && format === 'sse' && queueEvents) return queuedSse(c, entry, start);
   const slot = await slotOf(c, entry);
-  let streamed = false;
-  const observe = releasingObserver(c, slot);
   try {
-    const response = await start(() => {
-      streamed = true;
-      return observe();
-    });
-    // Not a stream after all (Ollama's error, or a single object passed on whole): nothing will
-    // end a stream to give the slot back, so it goes back now.
+    const { response, streamed } = await startWatched(start, releasingObserver(c, slot));
     if (!streamed) slot.release();
     for (const [name, value] of Object.entries(queueHeaders(slot))) response.headers.set(name, value);
     return response;
@@ -220,19 +227,14 @@ function queuedSse(c: Context<AppEnv>, ticket: Ticket, start: StartStream): Resp
           }
           noteSlot(c, slot);
           try {
-            let streamed = false;
-            const response = await start(() => {
-              streamed = true;
-              return {
-                firstByte: () => {},
-                end: (result) => {
-                  slot.release();
-                  sent += result.bytes;
-                  if (result.errorKind) c.var.record.errorCode = result.errorKind;
-                },
-              };
-            });
-            // An answer that is not a relayed stream gives its slot back now (nothing else will).
+            const { response, streamed } = await startWatched(start, () => ({
+              firstByte: () => {},
+              end: (result) => {
+                slot.release();
+                sent += result.bytes;
+                if (result.errorKind) c.var.record.errorCode = result.errorKind;
+              },
+            }));
             if (!streamed) slot.release();
             answer = (response.body as ReadableStream<Uint8Array>).getReader();
           } catch (error) {

@@ -2,7 +2,7 @@ import type { Config } from '../config';
 import { ApiError } from '../http/errors';
 import { consumeNdjson, pullIdle } from '../streaming/relay';
 import { type UpstreamCall, upstreamError } from './client';
-import type { Fleet, Instance, ListedModel } from './fleet';
+import { type Fleet, type Instance, type ListedModel, listedName } from './fleet';
 
 /**
  * What concerns every Ollama instance rather than one: listings are the union (each model says
@@ -11,7 +11,6 @@ import type { Fleet, Instance, ListedModel } from './fleet';
  */
 
 const encoder = new TextEncoder();
-const listedName = (model: ListedModel) => String(model.name ?? model.model ?? '');
 const metadata = (config: Config, signal?: AbortSignal) => ({
   signal,
   firstByteTimeoutMs: config.metadataTimeoutMs,
@@ -19,6 +18,46 @@ const metadata = (config: Config, signal?: AbortSignal) => ({
 });
 
 export type ListedEverywhere = (ListedModel & { hosts: string[] })[];
+
+/**
+ * A list every instance that answers keeps under `field` of its answer to `GET path` (`models` of
+ * `/api/tags`, `data` of `/v1/models`), with the instance that sent each (or only `only`'s).
+ * An instance that fails is left out; 502 naming each instance and why when none answers.
+ */
+export async function listsOfEvery<T>(
+  fleet: Fleet,
+  config: Config,
+  path: string,
+  field: string,
+  signal?: AbortSignal,
+  only?: Instance,
+): Promise<{ instance: Instance; items: T[] }[]> {
+  const asked = only ? [only] : await fleet.answering();
+  const answers = await Promise.all(
+    asked.map(async (instance) => {
+      try {
+        const { response } = await instance.client.call(path, undefined, metadata(config, signal));
+        if (!response.ok) throw await upstreamError(response);
+        const body = (await response.json().catch(() => undefined)) as Record<string, unknown> | undefined;
+        const items = body?.[field];
+        if (!Array.isArray(items)) throw new Error(`answered ${path} without a list`);
+        return { instance, items: items as T[] };
+      } catch (error) {
+        if (signal?.aborted) throw error;
+        return { instance, problem: error instanceof ApiError ? error.detail : (error as Error).message };
+      }
+    }),
+  );
+  const answered = answers.flatMap((answer) => (answer.items ? [{ instance: answer.instance, items: answer.items }] : []));
+  if (answered.length === 0) {
+    throw new ApiError(
+      502,
+      `No Ollama instance answered ${path} (${answers.map((answer) => `${answer.instance.url}: ${answer.problem}`).join('; ')}). Check that Ollama runs on the instances in OLLAMA_HOSTS.`,
+      'upstream_unreachable',
+    );
+  }
+  return answered;
+}
 
 /**
  * `/api/tags` or `/api/ps` of every instance that answers, merged by name, each model with the
@@ -31,32 +70,11 @@ export async function listEverywhere(
   signal?: AbortSignal,
   only?: Instance,
 ): Promise<ListedEverywhere> {
-  const asked = only ? [only] : await fleet.answering();
-  const answers = await Promise.all(
-    asked.map(async (instance) => {
-      try {
-        const { response } = await instance.client.call(path, undefined, metadata(config, signal));
-        if (!response.ok) throw await upstreamError(response);
-        const body = (await response.json().catch(() => undefined)) as { models?: unknown } | undefined;
-        if (!Array.isArray(body?.models)) throw new Error(`answered ${path} without a model list`);
-        if (path === '/api/tags') fleet.noteInstalled(instance, body.models);
-        return { instance, models: body.models as ListedModel[] };
-      } catch (error) {
-        if (signal?.aborted) throw error;
-        return { instance, problem: error instanceof ApiError ? error.detail : (error as Error).message };
-      }
-    }),
-  );
-  if (answers.every((answer) => answer.models === undefined)) {
-    throw new ApiError(
-      502,
-      `No Ollama instance answered ${path} (${answers.map((answer) => `${answer.instance.url}: ${answer.problem}`).join('; ')}). Check that Ollama runs on the instances in OLLAMA_HOSTS.`,
-      'upstream_unreachable',
-    );
-  }
+  const answers = await listsOfEvery<ListedModel>(fleet, config, path, 'models', signal, only);
   const merged = new Map<string, ListedModel & { hosts: string[] }>();
-  for (const { instance, models } of answers) {
-    for (const model of models ?? []) {
+  for (const { instance, items } of answers) {
+    if (path === '/api/tags') fleet.noteInstalled(instance, items);
+    for (const model of items) {
       const name = listedName(model);
       const entry = merged.get(name);
       if (entry) entry.hosts.push(instance.name);
@@ -140,7 +158,7 @@ export async function onEvery(
   raw: Uint8Array,
   signal: AbortSignal,
   host: string | undefined,
-): Promise<{ response: Response; bytes: ArrayBuffer; hosts: string[] }> {
+): Promise<{ response: Response; bytes: ArrayBuffer }> {
   const targets = await pullTargets(fleet, host);
   const settled = await Promise.allSettled(
     targets.map(async (instance) => {
@@ -154,5 +172,5 @@ export async function onEvery(
   const chosen = succeeded[0] ?? answers[0];
   // Not one instance answered: the first instance's trouble, as a single one's would be.
   if (!chosen) throw (settled[0] as PromiseRejectedResult).reason;
-  return { response: chosen.response, bytes: chosen.bytes, hosts: succeeded.map((answer) => answer.instance.name) };
+  return { response: chosen.response, bytes: chosen.bytes };
 }

@@ -1,6 +1,6 @@
 import { ApiError } from '../http/errors';
 import { resolvedModelName } from '../http/model-name';
-import { recordOf } from '../observability/request-record';
+import { type RequestRecord, recordOf } from '../observability/request-record';
 import { type CallOptions, createOllamaClient, type OllamaClient, type UpstreamCall } from './client';
 
 /**
@@ -64,19 +64,8 @@ export const instanceName = (url: string) => {
   return `${parsed.host}${parsed.pathname === '/' ? '' : parsed.pathname}`;
 };
 
-const listedName = (model: ListedModel) => String(model.name ?? model.model ?? '');
-
-/** Paths whose successful answer means the model is now loaded on the instance. */
-const LOADS_MODEL = new Set([
-  '/api/generate',
-  '/api/chat',
-  '/api/embed',
-  '/api/embeddings',
-  '/v1/chat/completions',
-  '/v1/completions',
-  '/v1/embeddings',
-  '/v1/responses',
-]);
+/** A listed model's name (`/api/tags` and `/api/ps` give `name` and `model`). */
+export const listedName = (model: ListedModel) => String(model.name ?? model.model ?? '');
 
 export type FleetOptions = {
   urls: string[];
@@ -254,6 +243,12 @@ export function createFleet({ urls, metadataTimeoutMs, refreshMs, onWaiting, onS
     );
   }
 
+  /** `?host=` (with several instances): the request goes to that instance only (400 for an unknown one). */
+  function pin(record: RequestRecord, host: string | undefined): string | undefined {
+    if (host !== undefined) record.pinned = named(host).name;
+    return host;
+  }
+
   /** A failure worth one retry elsewhere: the instance refused, reset, or failed with a 5xx before answering. */
   const retriable = (error: unknown) =>
     error instanceof ApiError && (error.code === 'upstream_unreachable' || error.code === 'upstream_dropped');
@@ -276,7 +271,8 @@ export function createFleet({ urls, metadataTimeoutMs, refreshMs, onWaiting, onS
       const attempt = async (on: Instance): Promise<{ call?: UpstreamCall; error?: unknown }> => {
         on.lastUsed = ++sent;
         try {
-          const call = await on.client.call(path, typeof body === 'function' ? (body as () => unknown)() : body, options);
+          // A body given as a function is built by the instance's client, again for a retry.
+          const call = await on.client.call(path, body, options);
           return { call };
         } catch (error) {
           return { error };
@@ -299,7 +295,8 @@ export function createFleet({ urls, metadataTimeoutMs, refreshMs, onWaiting, onS
       }
       if (result.error !== undefined) throw result.error;
       const call = result.call!;
-      if (call.response.ok && model !== undefined && LOADS_MODEL.has(path)) {
+      // A generation (it holds an admission slot) that Ollama answered has loaded its model there.
+      if (call.response.ok && model !== undefined && record?.slot) {
         const resolved = resolvedModelName(model);
         if (!instance.loaded.has(resolved)) instance.loaded.set(resolved, { name: model });
       }
@@ -313,6 +310,7 @@ export function createFleet({ urls, metadataTimeoutMs, refreshMs, onWaiting, onS
     candidates,
     answering,
     named,
+    pin,
     refresh,
     noteInstalled,
     /** Starts the background checks (and checks every instance now). */

@@ -255,7 +255,7 @@ function firstLineNotAnObject(lines: Uint8Array): number {
 }
 const OPEN_BRACE = 0x7b;
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const joined = new Uint8Array(a.length + b.length);
   joined.set(a);
   joined.set(b, a.length);

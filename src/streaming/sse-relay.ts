@@ -1,3 +1,5 @@
+import { concat } from './ndjson';
+
 /**
  * Relays an upstream Server-Sent Events body (Ollama's `/v1` streams) event by event: an event is
  * passed on as soon as its blank line arrives, as the bytes it came in (unless `onEvent` drops
@@ -52,6 +54,7 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
   // Bytes of an event not yet complete; and a decoder for the events that are looked at.
   let partial: Uint8Array | undefined;
   const decoder = new TextDecoder();
+  // `onEvent` without `onEventMentioning` reads every event: the empty needle is found in every run.
   const needles = ['[DONE]', ...(onEvent ? [onEventMentioning ?? ''] : [])];
   let sent = 0;
   let started = false;
@@ -136,10 +139,7 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
           }
           let chunk = result.value as Uint8Array;
           if (partial) {
-            const joined = new Uint8Array(partial.length + chunk.length);
-            joined.set(partial);
-            joined.set(chunk, partial.length);
-            chunk = joined;
+            chunk = concat(partial, chunk);
             partial = undefined;
           }
           const view = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -178,7 +178,7 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
             // Mixed line ends can leave the start of an event: keep it, ahead of the bytes still to come.
             if (text !== '') {
               const head = encoder.encode(text);
-              partial = partial ? Buffer.concat([head, partial]) : head;
+              partial = partial ? concat(head, partial) : head;
             }
             if (out !== '') bytes = encoder.encode(out);
           }

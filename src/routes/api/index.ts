@@ -105,8 +105,7 @@ function modelOf(c: Context<AppEnv>, policy: ApiPolicy, body: Record<string, unk
 async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise<Response> {
   const { config, ollama, fleet } = deps;
   // With several instances, `?host=` sends the request to one of them.
-  const host = fleet ? c.req.query('host') : undefined;
-  if (fleet && host !== undefined) c.var.record.pinned = fleet.named(host).name;
+  const host = fleet?.pin(c.var.record, c.req.query('host'));
   const { raw, body } = policy.method === 'get' ? { raw: undefined, body: undefined } : await jsonBody(c);
   const model = modelOf(c, policy, body);
   if (fleet && policy.path === '/api/chat') c.var.record.conversation = conversationOf(body?.messages);
@@ -228,8 +227,7 @@ function registerBlobs(app: AppRouter, { config, ollama, fleet }: Deps) {
   );
   const forward = async (c: Context<AppEnv>, method: 'HEAD' | 'POST') => {
     // With several instances a blob goes where `?host=` says (the instance /api/create will run on).
-    const host = fleet ? c.req.query('host') : undefined;
-    if (fleet && host !== undefined) c.var.record.pinned = fleet.named(host).name;
+    fleet?.pin(c.var.record, c.req.query('host'));
     const { digest } = c.req.param() as { digest: string };
     let sent = 0;
     const declared = Number(c.req.header('content-length') ?? 0);

@@ -6,6 +6,7 @@ import { anyKey } from '../../middleware/auth';
 import { readUpstreamError } from '../../ollama/client';
 import type { Deps } from '../../deps';
 import { jsonError } from '../../openapi/schemas';
+import { listedName } from '../../ollama/fleet';
 
 const Health = z.object({ status: z.literal('ok') }).openapi('Health');
 const Ready = z
@@ -99,7 +100,7 @@ export function registerHealthRoutes(app: AppRouter, { config, ollama, fleet }: 
         ...(instance.reason !== undefined && { reason: instance.reason }),
         ...(instance.version !== undefined && { version: instance.version }),
         installed: instance.installed.size,
-        loaded: [...instance.loaded.values()].map((model) => String(model.name ?? model.model ?? '')),
+        loaded: [...instance.loaded.values()].map(listedName),
       }));
       if (instances.some((instance) => instance.state === 'up')) {
         return c.json({ status: 'ready' as const, ...(details && { instances }) }, 200);

@@ -1,8 +1,8 @@
 import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { Deps } from '../../deps';
-import { ApiError } from '../../http/errors';
 import { conversationOf } from '../../ollama/fleet';
+import { listsOfEvery } from '../../ollama/fleet-ops';
 import { withFacts } from '../../http/route-facts';
 import type { AppEnv, AppRouter } from '../../http/router';
 import type { StreamObserver } from '../../observability/metrics';
@@ -153,25 +153,9 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
 /** `GET /v1/models` of every instance that answers, one entry per model id. */
 async function modelsEverywhere({ fleet, config }: Deps, signal: AbortSignal): Promise<unknown[]> {
   const merged = new Map<string, unknown>();
-  let problem: unknown;
-  await Promise.all(
-    (await fleet!.answering()).map(async (instance) => {
-      try {
-        const { response } = await instance.client.call('/v1/models', undefined, {
-          signal,
-          firstByteTimeoutMs: config.metadataTimeoutMs,
-          timeoutSetting: 'MINATO_METADATA_TIMEOUT',
-        });
-        const body = (await response.json().catch(() => undefined)) as { data?: { id?: string }[] } | undefined;
-        if (!response.ok || !Array.isArray(body?.data))
-          throw new ApiError(502, `${instance.name} answered /v1/models with HTTP ${response.status}`, 'upstream_error');
-        for (const model of body.data) if (typeof model.id === 'string' && !merged.has(model.id)) merged.set(model.id, model);
-      } catch (error) {
-        problem ??= error;
-      }
-    }),
-  );
-  if (merged.size === 0 && problem) throw problem;
+  for (const { items } of await listsOfEvery<{ id?: unknown }>(fleet!, config, '/v1/models', 'data', signal)) {
+    for (const model of items) if (typeof model.id === 'string' && !merged.has(model.id)) merged.set(model.id, model);
+  }
   return [...merged.values()];
 }
 
