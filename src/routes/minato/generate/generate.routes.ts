@@ -1,7 +1,15 @@
-import { withFacts } from '../../../http/route-facts';
 import { createRoute } from '@hono/zod-openapi';
+import { withFacts } from '../../../http/route-facts';
 import { jsonError, ModelNameParams, modelNotFound, upstreamErrors, validationError } from '../../../openapi/schemas';
 import { GenerateAnswer, GenerationQuery, STREAM_DOCS_NOTE, streamContent } from './generate.schemas';
+
+/** The errors both generation routes declare; `rejected` describes Ollama's 400. */
+const generationErrors = (rejected: string) => ({
+  400: jsonError(rejected, 'upstream_bad_request', 'Ollama rejected the request: "nomic-embed-text" does not support generate'),
+  404: modelNotFound,
+  422: validationError,
+  ...upstreamErrors,
+});
 
 export const generateSync = withFacts(
   createRoute({
@@ -15,14 +23,7 @@ export const generateSync = withFacts(
     request: { params: ModelNameParams, query: GenerationQuery },
     responses: {
       200: { content: { 'application/json': { schema: GenerateAnswer } }, description: 'The answer.' },
-      400: jsonError(
-        'Ollama rejected the request (e.g. the model cannot generate).',
-        'upstream_bad_request',
-        'Ollama rejected the request: "nomic-embed-text" does not support generate',
-      ),
-      404: modelNotFound,
-      422: validationError,
-      ...upstreamErrors,
+      ...generationErrors('Ollama rejected the request (e.g. the model cannot generate).'),
     },
   }),
   { longWait: true },
@@ -45,14 +46,7 @@ export const generateStream = withFacts(
         description:
           'An EventSource reconnecting (it sends `Last-Event-ID`) after its stream ended: there is nothing to resume, and 204 tells it to stop instead of generating the answer again.',
       },
-      400: jsonError(
-        'Ollama rejected the request.',
-        'upstream_bad_request',
-        'Ollama rejected the request: "nomic-embed-text" does not support generate',
-      ),
-      404: modelNotFound,
-      422: validationError,
-      ...upstreamErrors,
+      ...generationErrors('Ollama rejected the request.'),
     },
   }),
   { longWait: true },
