@@ -1,6 +1,6 @@
-import { OpenAPIHono } from '@hono/zod-openapi';
+import { OpenAPIHono, type RouteConfig, z } from '@hono/zod-openapi';
 import type { Hook } from '@hono/zod-openapi';
-import type { Env } from 'hono';
+import type { Context, Env, MiddlewareHandler } from 'hono';
 import { getPath } from 'hono/utils/url';
 import type { ApiKey } from '../security/api-keys';
 import { ApiError } from './errors';
@@ -66,7 +66,7 @@ export const validationHook: Hook<unknown, AppEnv, string, unknown> = (result, c
 };
 
 export function createRouter() {
-  return new OpenAPIHono<AppEnv>({
+  const app = new OpenAPIHono<AppEnv>({
     defaultHook: validationHook,
     // Model names may contain slashes; see routingPath.
     // Routing follows the request line's path only: Bun leaves the URL relative when the Host
@@ -74,6 +74,68 @@ export function createRouter() {
     // (`/xx/openapi.json` read as `/openapi.json`).
     getPath: (request) => routingPath(getPath(hasParsedHost(request.url) ? request : ({ url: `http://_${request.url}` } as Request))),
   });
+  app.openapi = validatingInOnePass(app);
+  return app;
+}
+
+type ParseResult = { success: boolean; data?: unknown; error?: unknown };
+type Schema = { safeParse(value: unknown): ParseResult; safeParseAsync(value: unknown): Promise<ParseResult> };
+
+/**
+ * zod-openapi's `openapi()`, with the path parameters and the query validated in one synchronous
+ * middleware instead of one asynchronous validator each (the body is still validated by
+ * zod-openapi). Measured: the two validators, each a chain of awaits around `safeParseAsync`,
+ * were the largest single piece of a generation request's path, ≈ 0.2 ms of the time to first
+ * byte when requests come one at a time. The same schemas, the same hook (the 422 in FastAPI's
+ * shape), the same order (query first), the same route in the OpenAPI document.
+ */
+function validatingInOnePass(app: OpenAPIHono<AppEnv>): OpenAPIHono<AppEnv>['openapi'] {
+  const register = app.openapi;
+  return ((route: RouteConfig, handler: never, hook?: Hook<unknown, AppEnv, string, unknown>) => {
+    const { query, params, ...request } = route.request ?? {};
+    if (!query && !params) return register(route as never, handler, hook as never);
+    const { middleware, hide, ...documented } = route as RouteConfig & { hide?: boolean };
+    if (!hide) app.openAPIRegistry.registerPath(documented);
+    const onResult = hook ?? validationHook;
+    const targets = [...(query ? [['query', query] as const] : []), ...(params ? [['param', params] as const] : [])];
+    const validate: MiddlewareHandler<AppEnv> = async (c, next) => {
+      for (const [target, schema] of targets) {
+        const value = target === 'param' ? c.req.param() : queryObject(c);
+        const result = parse(schema as unknown as Schema, value);
+        const parsed = result instanceof Promise ? await result : result;
+        if (!parsed.success) {
+          const answer = await onResult({ ...parsed, data: value, target } as never, c as never);
+          if (answer instanceof Response) return answer;
+          return c.json(parsed, 400);
+        }
+        c.req.addValidatedData(target, parsed.data as object);
+      }
+      return next();
+    };
+    return register(
+      { ...route, hide: true, request, middleware: [...(middleware === undefined ? [] : [middleware].flat()), validate] } as never,
+      handler,
+      hook as never,
+    );
+  }) as OpenAPIHono<AppEnv>['openapi'];
+}
+
+/** The query as Hono's validator hands it over: one value as a string, a repeated parameter as an array. */
+function queryObject(c: Context<AppEnv>): Record<string, string | string[]> {
+  if (!c.req.url.includes('?')) return {};
+  const value: Record<string, string | string[]> = {};
+  for (const [name, values] of Object.entries(c.req.queries())) value[name] = values.length === 1 ? (values[0] as string) : values;
+  return value;
+}
+
+/** Synchronous, unless a schema has an asynchronous refinement (zod then says so by throwing). */
+function parse(schema: Schema, value: unknown): ParseResult | Promise<ParseResult> {
+  try {
+    return schema.safeParse(value);
+  } catch (error) {
+    if (error instanceof z.core.$ZodAsyncError) return schema.safeParseAsync(value);
+    throw error;
+  }
 }
 
 /**
