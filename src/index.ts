@@ -1,7 +1,7 @@
 import { ConfigError, isLoopback, loadConfig } from './config';
 import { probeOllama } from './ollama/probe';
 import { startServer } from './server';
-import { writeLine } from './observability/log-writer';
+import { logWritten, writeLine } from './observability/log-writer';
 
 let config: ReturnType<typeof loadConfig>;
 try {
@@ -84,6 +84,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     log('draining', { signal, grace_s: config.shutdownGraceMs / 1000 });
     const { drained, cutOff } = await shutdown();
     log('stopped', { drained, cut_off: cutOff });
+    await logWritten();
     process.exit(0);
   });
 }

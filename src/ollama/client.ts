@@ -1,4 +1,3 @@
-import { createConnection } from 'node:net';
 import { ApiError, ClientGoneError, networkErrorText } from '../http/errors';
 import { parseObject } from '../streaming/ndjson';
 import { noteUpstreamStatus } from '../observability/request-record';
@@ -20,7 +19,9 @@ export type OllamaClientOptions = {
  * once anyway; this catches the host that does not answer at all (down, firewalled, wrong
  * address), which fetch would otherwise wait on until the first-byte deadline, minutes away.
  */
-export function probeTcp(baseUrl: string, timeoutMs: number): Promise<string | undefined> {
+export async function probeTcp(baseUrl: string, timeoutMs: number): Promise<string | undefined> {
+  // Loaded when first needed (Ollama slow to answer): node:net adds ≈ 6 MB to an idle Minato.
+  const { createConnection } = await import('node:net');
   const url = new URL(baseUrl);
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
   return new Promise((resolve) => {

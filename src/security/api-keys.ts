@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto';
 import { ApiError } from '../http/errors';
 
 /**
@@ -112,7 +111,8 @@ export function presentedKey(authorization: string | undefined, apiKeyHeader: st
 export function findKey(keys: readonly ApiKey[], presented: string): ApiKey | undefined {
   const digest = sha256(presented);
   let found: ApiKey | undefined;
-  for (const key of keys) if (timingSafeEqual(digest, key.digest) && !found) found = key;
+  // Bun's own constant-time comparison on the global `crypto` (node:crypto adds ≈ 7 MB to an idle Minato).
+  for (const key of keys) if (crypto.timingSafeEqual(digest, key.digest) && !found) found = key;
   return found;
 }
 
