@@ -43,12 +43,16 @@ describe('one-pass validation of path parameters and query', () => {
     const app = appWith((tag) => tag === 'a');
     const badQuery = await app.request('/api/things/x?tag=b');
     expect(badQuery.status).toBe(422);
-    expect(((await badQuery.json()) as { detail: unknown }).detail).toEqual([{ loc: ['query', 'tag'], msg: 'not a known tag', type: 'custom' }]);
+    expect(((await badQuery.json()) as { detail: unknown }).detail).toEqual([
+      { loc: ['query', 'tag'], msg: 'not a known tag', type: 'custom' },
+    ]);
     const badPath = await app.request('/api/things/x?tag=a');
     expect(badPath.status).toBe(422);
     expect(((await badPath.json()) as { detail: { loc: unknown }[] }).detail[0]?.loc).toEqual(['path', 'id']);
     const missing = await app.request('/api/things/1');
-    expect(((await missing.json()) as { detail: unknown }).detail).toEqual([{ loc: ['query', 'tag'], msg: 'Field required', type: 'missing' }]);
+    expect(((await missing.json()) as { detail: unknown }).detail).toEqual([
+      { loc: ['query', 'tag'], msg: 'Field required', type: 'missing' },
+    ]);
   });
 
   test('a schema with an asynchronous refinement is still validated (asynchronously)', async () => {
