@@ -8,6 +8,7 @@ import { isLoopback } from '../config';
 import { resolvedModelName } from '../http/model-name';
 import type { AppEnv } from '../http/router';
 import type { Deps } from '../deps';
+import type { Fleet } from '../ollama/fleet';
 
 /**
  * Generations pass through Minato's admission control (src/admission/queue.ts) before they reach
@@ -23,6 +24,11 @@ const queueHeaders = (slot: Slot) => ({
   'X-Queue-Position': String(slot.queuedAt),
   'Server-Timing': `queue;dur=${slot.waitedMs.toFixed(1)}`,
 });
+/** The same two headers, set on a response built elsewhere. */
+function setQueueHeaders(headers: Headers, slot: Slot) {
+  headers.set('X-Queue-Position', String(slot.queuedAt));
+  headers.set('Server-Timing', slot.queuedAt === 0 ? 'queue;dur=0.0' : `queue;dur=${slot.waitedMs.toFixed(1)}`);
+}
 
 function noteSlot(c: Context<AppEnv>, slot: Slot) {
   c.var.record.queuedAt = slot.queuedAt;
@@ -34,12 +40,11 @@ function noteSlot(c: Context<AppEnv>, slot: Slot) {
   }
 }
 
-/** With several instances, where `model` may run (best first); one instance has one place. */
-async function placesFor(c: Context<AppEnv>, deps: Deps, model: string): Promise<string[] | undefined> {
-  if (!deps.fleet) return undefined;
+/** With several instances, where `model` may run (best first). */
+async function placesFor(c: Context<AppEnv>, fleet: Fleet, deps: Deps, model: string): Promise<string[]> {
   // `?host=` (where a route takes it) pins the request to one instance.
   if (c.var.record.pinned !== undefined) return [c.var.record.pinned];
-  return (await deps.fleet.candidates(model, deps.admission.runningOn, c.var.record.conversation)).map((instance) => instance.name);
+  return (await fleet.candidates(model, deps.admission.runningOn, c.var.record.conversation)).map((instance) => instance.name);
 }
 
 /**
@@ -57,20 +62,26 @@ function ownerOf(c: Context<AppEnv>, deps: Deps): string | undefined {
  * Asks for a slot for `model` (on one of the instances that have it, with several): one at once,
  * or a ticket to wait on (throws 503 when the queue is full, 404 when no instance has the model).
  */
-async function enter(c: Context<AppEnv>, deps: Deps, model: string): Promise<Slot | Ticket> {
+function enter(c: Context<AppEnv>, deps: Deps, model: string): Slot | Ticket | Promise<Slot | Ticket> {
   c.var.record.model = model;
-  const places = await placesFor(c, deps, model);
-  return deps.admission.enter(resolvedModelName(model), c.req.raw.signal, ownerOf(c, deps), places);
+  const { fleet } = deps;
+  // One instance: no promise on the way (the common case, on every generation).
+  if (!fleet) return deps.admission.enter(resolvedModelName(model), c.req.raw.signal, ownerOf(c, deps));
+  return placesFor(c, fleet, deps, model).then((places) =>
+    deps.admission.enter(resolvedModelName(model), c.req.raw.signal, ownerOf(c, deps), places),
+  );
 }
 
 /** Refuses now (503) a generation that could neither start nor wait, before work that precedes the slot (reading an upload). */
 export async function checkAdmission(c: Context<AppEnv>, deps: Deps, model: string) {
   c.var.record.model = model;
-  deps.admission.check(resolvedModelName(model), ownerOf(c, deps), await placesFor(c, deps, model));
+  const places = deps.fleet ? await placesFor(c, deps.fleet, deps, model) : undefined;
+  deps.admission.check(resolvedModelName(model), ownerOf(c, deps), places);
 }
 
 /** The slot itself, waiting for it when it came as a ticket (a 503 when the wait is too long). */
-async function slotOf(c: Context<AppEnv>, entry: Slot | Ticket): Promise<Slot> {
+async function slotOf(c: Context<AppEnv>, entered: Slot | Ticket | Promise<Slot | Ticket>): Promise<Slot> {
+  const entry = entered instanceof Promise ? await entered : entered;
   const slot = isTicket(entry) ? await entry.slot : entry;
   noteSlot(c, slot);
   return slot;
@@ -83,7 +94,7 @@ export async function admittedSync<T extends object>(
   model: string,
   answer: () => Promise<T>,
 ): Promise<TypedResponse<JSONParsed<T>, 200, 'json'>> {
-  const slot = await slotOf(c, await enter(c, deps, model));
+  const slot = await slotOf(c, enter(c, deps, model));
   try {
     // Serialised here rather than by c.json, so that the request log can say how many bytes it
     // sent; typed as what c.json would have returned, so that routes and hc<AppType> see the answer.
@@ -104,10 +115,10 @@ export async function admittedSync<T extends object>(
  * to its end before the slot is given back.
  */
 export async function admittedWhole(c: Context<AppEnv>, deps: Deps, model: string, produce: () => Promise<Response>): Promise<Response> {
-  const slot = await slotOf(c, await enter(c, deps, model));
+  const slot = await slotOf(c, enter(c, deps, model));
   try {
     const response = await produce();
-    for (const [name, value] of Object.entries(queueHeaders(slot))) response.headers.set(name, value);
+    setQueueHeaders(response.headers, slot);
     return response;
   } finally {
     slot.release();
@@ -153,13 +164,15 @@ export async function admittedStream(
   start: StartStream,
   { queueEvents = true } = {},
 ): Promise<Response> {
-  const entry = await enter(c, deps, model);
+  const entered = enter(c, deps, model);
+  const entry = entered instanceof Promise ? await entered : entered;
   if (isTicket(entry) && format === 'sse' && queueEvents) return queuedSse(c, entry, start);
-  const slot = await slotOf(c, entry);
+  const slot = isTicket(entry) ? await entry.slot : entry;
+  noteSlot(c, slot);
   try {
     const { response, streamed } = await startWatched(start, releasingObserver(c, slot));
     if (!streamed) slot.release();
-    for (const [name, value] of Object.entries(queueHeaders(slot))) response.headers.set(name, value);
+    setQueueHeaders(response.headers, slot);
     return response;
   } catch (error) {
     slot.release();

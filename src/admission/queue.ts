@@ -23,7 +23,7 @@ export type AdmissionLimits = {
 
 export type Slot = {
   /** Gives the slot back; safe to call more than once. */
-  release: () => void;
+  release(): void;
   /** The Ollama instance the slot is on ('' with a single instance). */
   readonly place: string;
   /**
@@ -31,17 +31,17 @@ export type Slot = {
    * on, even if that briefly puts one more than its limits there, rather than sending the request
    * back to the end of the queue.
    */
-  move: (place: string) => void;
+  move(place: string): void;
   /** 1-based place in the queue on arrival; 0 when it started at once. */
-  queuedAt: number;
+  readonly queuedAt: number;
   /** Time spent waiting. */
-  waitedMs: number;
+  readonly waitedMs: number;
 };
 
 type Waiter = {
   model: string;
   /** Instances it may run on, best first ([''] with a single instance). */
-  places: string[];
+  places: readonly string[];
   owner: string | undefined;
   enqueuedAt: number;
   queuedAt: number;
@@ -59,6 +59,9 @@ export type Ticket = {
 };
 
 export type Admission = ReturnType<typeof createAdmission>;
+
+/** The places of a single instance. */
+const ONE_PLACE: readonly string[] = [''];
 
 /**
  * With several Ollama instances (`places`), every limit but the per-owner one applies to each
@@ -82,14 +85,19 @@ export function createAdmission(limits: AdmissionLimits) {
 
   const ownerHasRoom = (owner: string | undefined) =>
     owner === undefined || (runningPerOwner.get(owner) ?? 0) < (limits.perOwner ?? Number.POSITIVE_INFINITY);
+  /** The per-instance count's key: the model alone with one instance (no string built per request). */
+  const keyOf = (place: string, model: string) => (place === '' ? model : `${place}\n${model}`);
   const placeHasRoom = (place: string, model: string) =>
-    (runningPerPlace.get(place) ?? 0) < limits.total && (running.get(`${place}\n${model}`) ?? 0) < limits.perModel;
+    (runningPerPlace.get(place) ?? 0) < limits.total && (running.get(keyOf(place, model)) ?? 0) < limits.perModel;
   /** The first of `places` with room for `model`, if the owner has room too. */
-  const roomAt = (model: string, owner: string | undefined, places: string[]) =>
-    ownerHasRoom(owner) ? places.find((place) => placeHasRoom(place, model)) : undefined;
+  const roomAt = (model: string, owner: string | undefined, places: readonly string[]) => {
+    if (!ownerHasRoom(owner)) return undefined;
+    for (const place of places) if (placeHasRoom(place, model)) return place;
+    return undefined;
+  };
 
   const count = (place: string, model: string, delta: 1 | -1) => {
-    const key = `${place}\n${model}`;
+    const key = keyOf(place, model);
     if (delta === 1) {
       running.set(key, (running.get(key) ?? 0) + 1);
       runningPerPlace.set(place, (runningPerPlace.get(place) ?? 0) + 1);
@@ -99,36 +107,51 @@ export function createAdmission(limits: AdmissionLimits) {
     }
   };
 
+  /**
+   * A slot is one object with its methods on a class (not a closure per method): thousands of
+   * streams each hold one for their whole length.
+   */
+  class RunningSlot implements Slot {
+    #released = false;
+    #place: string;
+    readonly #startedAt = performance.now();
+    readonly waitedMs: number;
+    constructor(
+      readonly model: string,
+      place: string,
+      readonly owner: string | undefined,
+      readonly queuedAt: number,
+      enqueuedAt: number,
+    ) {
+      this.#place = place;
+      this.waitedMs = queuedAt === 0 ? 0 : this.#startedAt - enqueuedAt;
+    }
+    get place() {
+      return this.#place;
+    }
+    move(to: string) {
+      if (this.#released || to === this.#place) return;
+      count(this.#place, this.model, -1);
+      count(to, this.model, 1);
+      this.#place = to;
+      dispatch();
+    }
+    release() {
+      if (this.#released) return;
+      this.#released = true;
+      runningTotal--;
+      count(this.#place, this.model, -1);
+      if (this.owner !== undefined) decrement(runningPerOwner, this.owner);
+      recordDuration(performance.now() - this.#startedAt);
+      dispatch();
+    }
+  }
+
   const take = (model: string, place: string, owner: string | undefined, queuedAt: number, enqueuedAt: number): Slot => {
     runningTotal++;
     count(place, model, 1);
     if (owner !== undefined) runningPerOwner.set(owner, (runningPerOwner.get(owner) ?? 0) + 1);
-    let released = false;
-    let current = place;
-    const startedAt = performance.now();
-    return {
-      queuedAt,
-      waitedMs: queuedAt === 0 ? 0 : performance.now() - enqueuedAt,
-      get place() {
-        return current;
-      },
-      move: (to) => {
-        if (released || to === current) return;
-        count(current, model, -1);
-        count(to, model, 1);
-        current = to;
-        dispatch();
-      },
-      release: () => {
-        if (released) return;
-        released = true;
-        runningTotal--;
-        count(current, model, -1);
-        if (owner !== undefined) decrement(runningPerOwner, owner);
-        recordDuration(performance.now() - startedAt);
-        dispatch();
-      },
-    };
+    return new RunningSlot(model, place, owner, queuedAt, enqueuedAt);
   };
 
   const leaveQueue = (waiter: Waiter) => {
@@ -202,7 +225,7 @@ export function createAdmission(limits: AdmissionLimits) {
      * Refuses early (503) a request that could neither start nor wait now: for work that must
      * be done before asking for a slot (reading an upload), so that it is not done in vain.
      */
-    check(model: string, owner?: string, places: string[] = ['']) {
+    check(model: string, owner?: string, places: readonly string[] = ONE_PLACE) {
       if (roomAt(model, owner, places) === undefined) refuseWhenFull(model);
     },
 
@@ -211,7 +234,7 @@ export function createAdmission(limits: AdmissionLimits) {
      * in the queue. Throws a 503 when the queue is full; the ticket's slot rejects with a 503 at
      * the queue timeout and with ClientGoneError when `signal` aborts.
      */
-    enter(model: string, signal: AbortSignal, owner?: string, places: string[] = ['']): Slot | Ticket {
+    enter(model: string, signal: AbortSignal, owner?: string, places: readonly string[] = ONE_PLACE): Slot | Ticket {
       placesSeen = Math.max(placesSeen, places.length);
       const place = roomAt(model, owner, places);
       if (place !== undefined) return take(model, place, owner, 0, 0);

@@ -44,10 +44,19 @@ export function factsOf(c: Context): RouteFacts | undefined {
   const routes = matchedRoutes(c);
   for (let i = routes.length - 1; i >= 0; i--) {
     const route = routes[i]!;
-    if (route.method !== 'ALL') return facts.get(keyOf(route.method, route.path));
+    if (route.method === 'ALL') continue;
+    // Looked up once per route (several middlewares ask on every request).
+    let found = factsByRoute.get(route);
+    if (found === undefined) {
+      found = facts.get(keyOf(route.method, route.path)) ?? NONE;
+      factsByRoute.set(route, found);
+    }
+    return found === NONE ? undefined : found;
   }
   return undefined;
 }
+const NONE: RouteFacts = {};
+const factsByRoute = new WeakMap<object, RouteFacts>();
 
 /** Every route that reads its own body: Bun.serve's own bound must sit above the largest. */
 export const ownBodyLimits = (config: Config) =>

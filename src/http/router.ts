@@ -1,6 +1,6 @@
 import { OpenAPIHono, type RouteConfig, z } from '@hono/zod-openapi';
 import type { Hook } from '@hono/zod-openapi';
-import type { Context, Env, MiddlewareHandler } from 'hono';
+import type { Context, Env, MiddlewareHandler, Next } from 'hono';
 import { getPath } from 'hono/utils/url';
 import type { ApiKey } from '../security/api-keys';
 import { ApiError } from './errors';
@@ -98,17 +98,30 @@ function validatingInOnePass(app: OpenAPIHono<AppEnv>): OpenAPIHono<AppEnv>['ope
     if (!hide) app.openAPIRegistry.registerPath(documented);
     const onResult = hook ?? validationHook;
     const targets = [...(query ? [['query', query] as const] : []), ...(params ? [['param', params] as const] : [])];
-    const validate: MiddlewareHandler<AppEnv> = async (c, next) => {
+    const valueOf = (c: Context<AppEnv>, target: 'query' | 'param') => (target === 'param' ? c.req.param() : queryObject(c));
+    const refuse = async (c: Context<AppEnv>, target: string, value: unknown, parsed: ParseResult) => {
+      const answer = await onResult({ ...parsed, data: value, target } as never, c as never);
+      if (answer instanceof Response) return answer;
+      return c.json(parsed, 400);
+    };
+    // Synchronous when no schema is asynchronous (every route of Minato's): no promise of its own.
+    const validate: MiddlewareHandler<AppEnv> = (c, next) => {
       for (const [target, schema] of targets) {
-        const value = target === 'param' ? c.req.param() : queryObject(c);
-        const result = parse(schema as unknown as Schema, value);
-        const parsed = result instanceof Promise ? await result : result;
-        if (!parsed.success) {
-          const answer = await onResult({ ...parsed, data: value, target } as never, c as never);
-          if (answer instanceof Response) return answer;
-          return c.json(parsed, 400);
-        }
-        c.req.addValidatedData(target, parsed.data as object);
+        const value = valueOf(c, target);
+        const result = parseSync(schema as unknown as Schema, value);
+        if (result === undefined) return validateAsync(c, next);
+        if (!result.success) return refuse(c, target, value, result);
+        c.req.addValidatedData(target, result.data as object);
+      }
+      return next();
+    };
+    /** For a schema with an asynchronous refinement: the same, awaited. */
+    const validateAsync = async (c: Context<AppEnv>, next: Next) => {
+      for (const [target, schema] of targets) {
+        const value = valueOf(c, target);
+        const result = await (schema as unknown as Schema).safeParseAsync(value);
+        if (!result.success) return refuse(c, target, value, result);
+        c.req.addValidatedData(target, result.data as object);
       }
       return next();
     };
@@ -128,12 +141,12 @@ function queryObject(c: Context<AppEnv>): Record<string, string | string[]> {
   return value;
 }
 
-/** Synchronous, unless a schema has an asynchronous refinement (zod then says so by throwing). */
-function parse(schema: Schema, value: unknown): ParseResult | Promise<ParseResult> {
+/** The result of a synchronous parse; undefined when the schema has an asynchronous refinement (zod then says so by throwing). */
+function parseSync(schema: Schema, value: unknown): ParseResult | undefined {
   try {
     return schema.safeParse(value);
   } catch (error) {
-    if (error instanceof z.core.$ZodAsyncError) return schema.safeParseAsync(value);
+    if (error instanceof z.core.$ZodAsyncError) return undefined;
     throw error;
   }
 }

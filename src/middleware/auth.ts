@@ -1,5 +1,5 @@
 import type { RouteConfig } from '@hono/zod-openapi';
-import type { Context } from 'hono';
+import type { Context, Next } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import { type Config, isLoopback } from '../config';
 import { allows, findKey, presentedKey, type Scope } from '../security/api-keys';
@@ -55,7 +55,8 @@ export function authenticate(
   // The client's address is looked up (a cost on every request) only while some address has
   // wrong keys counted: a bucket refills within the minute after its last failure.
   let lastFailureAt = Number.NEGATIVE_INFINITY;
-  return createMiddleware<AppEnv>(async (c, next) => {
+  // Synchronous unless a rate limit is to be taken (it may ask Redis): no async frame on every request.
+  return createMiddleware<AppEnv>((c, next) => {
     if (isPublicPath(config, c.req.path)) {
       // A public path asks for no key, but a valid one still identifies the caller (for /ready's details).
       const presented = keys.length > 0 ? presentedKey(c.req.header('authorization'), c.req.header('x-api-key')) : undefined;
@@ -102,6 +103,10 @@ export function authenticate(
       client = `ip:${addressOf(c)}`;
     }
     if (limit === 0) return next();
+    return limited(c, next, client, limit, keyId);
+  });
+
+  async function limited(c: Context<AppEnv>, next: Next, client: string, limit: number, keyId: string | undefined) {
     const decision = await limiter.take(client, limit);
     if (!decision.allowed) {
       throw new ApiError(
@@ -113,7 +118,7 @@ export function authenticate(
     }
     await next();
     for (const [name, value] of Object.entries(decision.headers)) c.res.headers.set(name, value);
-  });
+  }
 }
 
 const WHAT_SCOPES_ALLOW: Record<Scope, string> = {
@@ -124,7 +129,7 @@ const WHAT_SCOPES_ALLOW: Record<Scope, string> = {
 
 /** Refuses a key without `scope` (admin keys have every scope); nothing to check when no keys are configured. */
 export const requireScope = (scope: Scope) =>
-  createMiddleware<AppEnv>(async (c, next) => {
+  createMiddleware<AppEnv>((c, next) => {
     const key = c.var.apiKey;
     if (key && !allows(key, scope)) {
       throw new ApiError(
@@ -133,7 +138,7 @@ export const requireScope = (scope: Scope) =>
         'forbidden',
       );
     }
-    await next();
+    return next();
   });
 
 /**

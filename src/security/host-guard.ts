@@ -55,7 +55,8 @@ export function hostGuard(config: Config) {
   const hosts = new Set(config.allowedHosts);
   const anyOrigin = config.corsOrigins.includes('*');
   const origins = new Set(config.corsOrigins.map((origin) => origin.toLowerCase()));
-  return createMiddleware<AppEnv>(async (c, next) => {
+  // Synchronous (no async frame or promise of its own): it only checks, on every request.
+  return createMiddleware<AppEnv>((c, next) => {
     const host = c.req.header('host');
     if (!hasParsedHost(c.req.raw.url) && host !== undefined && host !== '') {
       throw new ApiError(400, 'The Host header is not a valid host name (host[:port]).', 'bad_host');
@@ -94,6 +95,6 @@ export function hostGuard(config: Config) {
         }
       }
     }
-    await next();
+    return next();
   });
 }
