@@ -98,7 +98,7 @@ function validatingInOnePass(app: OpenAPIHono<AppEnv>): OpenAPIHono<AppEnv>['ope
     if (!hide) app.openAPIRegistry.registerPath(documented);
     const onResult = hook ?? validationHook;
     const targets = [...(query ? [['query', query] as const] : []), ...(params ? [['param', params] as const] : [])];
-    const valueOf = (c: Context<AppEnv>, target: 'query' | 'param') => (target === 'param' ? c.req.param() : queryObject(c));
+    const given = (c: Context<AppEnv>, target: 'query' | 'param') => (target === 'param' ? c.req.param() : queryObject(c));
     const refuse = async (c: Context<AppEnv>, target: string, value: unknown, parsed: ParseResult) => {
       const answer = await onResult({ ...parsed, data: value, target } as never, c as never);
       if (answer instanceof Response) return answer;
@@ -107,7 +107,7 @@ function validatingInOnePass(app: OpenAPIHono<AppEnv>): OpenAPIHono<AppEnv>['ope
     // Synchronous when no schema is asynchronous (every route of Minato's): no promise of its own.
     const validate: MiddlewareHandler<AppEnv> = (c, next) => {
       for (const [target, schema] of targets) {
-        const value = valueOf(c, target);
+        const value = given(c, target);
         const result = parseSync(schema as unknown as Schema, value);
         if (result === undefined) return validateAsync(c, next);
         if (!result.success) return refuse(c, target, value, result);
@@ -118,7 +118,7 @@ function validatingInOnePass(app: OpenAPIHono<AppEnv>): OpenAPIHono<AppEnv>['ope
     /** For a schema with an asynchronous refinement: the same, awaited. */
     const validateAsync = async (c: Context<AppEnv>, next: Next) => {
       for (const [target, schema] of targets) {
-        const value = valueOf(c, target);
+        const value = given(c, target);
         const result = await (schema as unknown as Schema).safeParseAsync(value);
         if (!result.success) return refuse(c, target, value, result);
         c.req.addValidatedData(target, result.data as object);
