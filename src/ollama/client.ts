@@ -96,19 +96,23 @@ export function createOllamaClient({
     let timedOut = false;
     let unreachable: string | undefined;
     let settled = false;
-    const timer = setTimeout(() => {
+    const deadline = () => {
       timedOut = true;
       controller.abort(new Error('first byte timeout'));
-    }, firstByteTimeoutMs);
+    };
     // Ollama is silent while it loads a model, so silence alone proves nothing; a port that does
-    // not accept connections does. Check once, shortly after the request went out.
-    const probe = setTimeout(async () => {
+    // not accept connections does. Check once, shortly after the request went out. One timer
+    // serves both: at the probe it is set again for the rest of the first-byte deadline (most
+    // answers start long before either, and a timer per request is a cost on each).
+    const probe = async () => {
+      timer = setTimeout(deadline, firstByteTimeoutMs - probeAfterMs);
       const problem = await sharedProbe();
       if (problem !== undefined && !settled && !controller.signal.aborted) {
         unreachable = problem;
         controller.abort(new Error(problem));
       }
-    }, probeAfterMs);
+    };
+    let timer = probeAfterMs < firstByteTimeoutMs ? setTimeout(probe, probeAfterMs) : setTimeout(deadline, firstByteTimeoutMs);
     onWaiting?.(1);
     try {
       // Only our own headers go upstream: never the client's Host, Origin, cookies or
@@ -165,7 +169,6 @@ export function createOllamaClient({
       onWaiting?.(-1);
       settled = true;
       clearTimeout(timer);
-      clearTimeout(probe);
       // The listener stays while the body streams: a client that leaves mid-stream must still abort it.
     }
   };
