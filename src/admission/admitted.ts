@@ -144,15 +144,17 @@ type StartStream = (observe: () => StreamObserver) => Promise<Response>;
 /**
  * Runs `start`, noting whether the answer is a relayed stream (it asked for its observer). One
  * that is not (Ollama's error, a single object passed on whole) never ends a stream, so the
- * caller must give its slot back itself.
+ * caller must give its slot back itself (`onWhole`).
  */
-async function startWatched(start: StartStream, observe: () => StreamObserver): Promise<{ response: Response; streamed: boolean }> {
+function startWatched(start: StartStream, observe: () => StreamObserver, onWhole: () => void): Promise<Response> {
   let streamed = false;
-  const response = await start(() => {
+  return start(() => {
     streamed = true;
     return observe();
+  }).then((response) => {
+    if (!streamed) onWhole();
+    return response;
   });
-  return { response, streamed };
 }
 
 /** A streamed answer inside a slot, released when the stream ends however it ends. */
@@ -170,8 +172,7 @@ export async function admittedStream(
   const slot = isTicket(entry) ? await entry.slot : entry;
   noteSlot(c, slot);
   try {
-    const { response, streamed } = await startWatched(start, releasingObserver(c, slot));
-    if (!streamed) slot.release();
+    const response = await startWatched(start, releasingObserver(c, slot), () => slot.release());
     setQueueHeaders(response.headers, slot);
     return response;
   } catch (error) {
@@ -240,15 +241,18 @@ function queuedSse(c: Context<AppEnv>, ticket: Ticket, start: StartStream): Resp
           }
           noteSlot(c, slot);
           try {
-            const { response, streamed } = await startWatched(start, () => ({
-              firstByte: () => {},
-              end: (result) => {
-                slot.release();
-                sent += result.bytes;
-                if (result.errorKind) c.var.record.errorCode = result.errorKind;
-              },
-            }));
-            if (!streamed) slot.release();
+            const response = await startWatched(
+              start,
+              () => ({
+                firstByte: () => {},
+                end: (result) => {
+                  slot.release();
+                  sent += result.bytes;
+                  if (result.errorKind) c.var.record.errorCode = result.errorKind;
+                },
+              }),
+              () => slot.release(),
+            );
             answer = (response.body as ReadableStream<Uint8Array>).getReader();
           } catch (error) {
             slot.release();

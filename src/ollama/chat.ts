@@ -65,6 +65,7 @@ export async function chatStream(
   observe?: () => StreamObserver,
 ): Promise<Response> {
   const call = await startChat(deps, body, signal);
-  const upstream = await linesOf(call.response);
+  const lines = linesOf(call.response);
+  const upstream = lines instanceof Promise ? await lines : lines;
   return streamResponse(answerIdle(deps.config), call, upstream, format, (line) => line.done === true, observe);
 }

@@ -60,6 +60,7 @@ export async function answerStream(
   observe?: () => StreamObserver,
 ): Promise<Response> {
   const call = await startGeneration(deps, body, signal);
-  const upstream = await linesOf(call.response);
+  const lines = linesOf(call.response);
+  const upstream = lines instanceof Promise ? await lines : lines;
   return streamResponse(answerIdle(deps.config), call, upstream, format, isFinalGenerateLine, observe);
 }

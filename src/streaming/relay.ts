@@ -28,10 +28,10 @@ export const pullIdle = (config: Config): IdleDeadline => ({
  * plain JSON object even when streaming was asked for (ollama-api.md: "Empty-prompt load"):
  * branch on the Content-Type, not on `stream`, and make it one line.
  */
-export async function linesOf(response: Response): Promise<ReadableStream<Uint8Array>> {
+export function linesOf(response: Response): ReadableStream<Uint8Array> | Promise<ReadableStream<Uint8Array>> {
+  // A stream, the usual case, is handed on as it is: no promise on the way to the first byte.
   if (response.body && !(response.headers.get('content-type') ?? '').startsWith('application/json')) return response.body;
-  const line = (await response.text()).trim();
-  return new Response(`${line}\n`).body as ReadableStream<Uint8Array>;
+  return response.text().then((text) => new Response(`${text.trim()}\n`).body as ReadableStream<Uint8Array>);
 }
 
 /** A relayed NDJSON stream as a streamed Response in the client's format. */
