@@ -130,8 +130,15 @@ describe('graceful shutdown (SIGTERM)', () => {
     // waiting for Ollama's first byte (a cold model load).
     const ndjson = await fetch(`${url}/stream/long?message=hi`);
     const sse = await fetch(`${url}/stream/long?message=hi`, { headers: { Accept: 'text/event-stream' } });
+    // The drop-in surfaces too: Ollama's /api/chat (NDJSON) and OpenAI's /v1 (SSE).
+    const messages = [{ role: 'user', content: 'hi' }];
+    const apiChat = await fetch(`${url}/api/chat`, { method: 'POST', body: JSON.stringify({ model: 'long', messages }) });
+    const v1 = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'long', messages, stream: true }),
+    });
     const waiting = Array.from({ length: 10 }, () => fetch(`${url}/cold?message=hi`));
-    const streamed = [ndjson, sse].map(async (response) => {
+    const streamed = [ndjson, sse, apiChat, v1].map(async (response) => {
       const reader = response.body!.getReader();
       const decoder = new TextDecoder();
       let text = '';
@@ -141,7 +148,7 @@ describe('graceful shutdown (SIGTERM)', () => {
         text += decoder.decode(value);
       }
     });
-    await ollama.waitFor(() => ollama.requests.filter((r) => r.path === '/api/generate' && !r.completed && !r.aborted).length >= 12);
+    await ollama.waitFor(() => ollama.requests.filter((r) => !r.completed && !r.aborted && r.method === 'POST').length >= 14);
     proc.kill('SIGTERM');
 
     const answers = await Promise.all(waiting);
@@ -149,14 +156,18 @@ describe('graceful shutdown (SIGTERM)', () => {
       expect(answer.status).toBe(503);
       expect(((await answer.json()) as { code: string }).code).toBe('shutting_down');
     }
-    const [ndjsonText, sseText] = await Promise.all(streamed);
+    const [ndjsonText, sseText, apiChatText, v1Text] = await Promise.all(streamed);
     expect(ndjsonText).toContain('"response":"l0 "');
     expect(ndjsonText!.trim().split('\n').at(-1)).toContain('"error":"Minato is shutting down');
     expect(sseText).toContain('event: error\ndata: {"error":"Minato is shutting down');
+    expect(apiChatText).toContain('"content":"l0 "');
+    expect(apiChatText!.trim().split('\n').at(-1)).toContain('"error":"Minato is shutting down');
+    expect(v1Text).toContain('"content":"l0 "');
+    expect(v1Text).toContain('Minato is shutting down; the answer was cut off');
     expect(await proc.exited).toBe(0);
 
     const logged = lines.filter((line) => line.msg === 'request');
-    expect(logged).toHaveLength(12);
+    expect(logged).toHaveLength(14);
     for (const line of logged) {
       expect(line).toEqual(expect.objectContaining({ error: 'cut_off_by_shutdown', client_aborted: false }));
     }

@@ -125,18 +125,9 @@ export async function admittedWhole(c: Context<AppEnv>, deps: Deps, model: strin
   }
 }
 
-/** Wraps the request's stream observer so that the stream's end also gives the slot back. */
-const releasingObserver = (c: Context<AppEnv>, slot: Slot) => (): StreamObserver => {
-  const inner = c.var.observeStream?.();
-  return {
-    firstByte: () => inner?.firstByte(),
-    end: (result) => {
-      slot.release();
-      inner?.end(result);
-    },
-    onCutOff: inner?.onCutOff,
-  };
-};
+/** The request's stream observer, which also gives the slot back when the stream ends. */
+const releasingObserver = (c: Context<AppEnv>, slot: Slot) => (): StreamObserver =>
+  c.var.observeStream?.(slot) ?? { firstByte: () => {}, end: () => slot.release() };
 
 /** Starts the upstream stream; handed the observer it must pass on to the relay. */
 type StartStream = (observe: () => StreamObserver) => Promise<Response>;

@@ -20,7 +20,7 @@ export type AppEnv = Env & {
   };
   Variables: {
     /** Set by the request-context middleware: starts watching this request's stream. */
-    observeStream?: () => StreamObserver;
+    observeStream?: (slot?: { release(): void }) => StreamObserver;
     /** What the request log will say about this request. */
     record: RequestRecord;
     /** The key the request was made with (absent when no keys are configured, or on public paths). */

@@ -1,6 +1,6 @@
 import { createMiddleware } from 'hono/factory';
 import type { Lifecycle } from '../lifecycle';
-import type { Metrics, StreamEnd } from '../observability/metrics';
+import type { Metrics, StreamEnd, StreamObserver } from '../observability/metrics';
 import { attachRecord, type RequestRecord } from '../observability/request-record';
 import { type AppEnv, requestPath } from '../http/router';
 import { routeLabel } from '../observability/route-label';
@@ -25,6 +25,85 @@ export type RequestContextOptions = {
  * bytes, whether the client left, Ollama's status. Prompts and query strings are never logged.
  */
 export function requestContext({ metrics, lifecycle, log }: RequestContextOptions) {
+  /** One request's log line; `end` for a stream. Written once, however many ends are reported. */
+  const finish = (
+    request: RequestSummary,
+    status: number,
+    route: string,
+    firstByteAt: number | 'end' | undefined,
+    end?: StreamEnd,
+    contentLength?: string | null,
+  ) => {
+    if (request.finished) return;
+    request.finished = true;
+    request.done();
+    if (!log) return;
+    const { record, startedAt } = request;
+    const now = performance.now();
+    const firstByte = firstByteAt === 'end' ? now : firstByteAt;
+    const path = requestPath(request.url);
+    log(
+      JSON.stringify({
+        time: new Date().toISOString(),
+        level: status >= 500 ? 'error' : status >= 400 ? 'warn' : 'info',
+        msg: 'request',
+        request_id: request.id,
+        method: request.method,
+        route,
+        path: path.length > 200 ? `${path.slice(0, 200)}…` : path,
+        model: record.model,
+        instance: record.instance,
+        key_id: record.keyId,
+        status,
+        error: record.errorCode ?? end?.errorKind,
+        ttfb_ms: firstByte === undefined ? undefined : round(firstByte - startedAt),
+        duration_ms: round(now - startedAt),
+        bytes: end ? end.bytes : (record.bytes ?? (contentLength == null ? undefined : Number(contentLength))),
+        client_aborted: end?.clientAborted === true || status === 499,
+        upstream_status: record.upstreamStatus,
+        queued_at: record.queuedAt || undefined,
+        queue_ms: record.queueMs === undefined ? undefined : round(record.queueMs),
+        ignored_params: record.ignoredParams,
+      }),
+    );
+  };
+
+  /**
+   * A stream's observer: its first byte and its end go to the metrics and the log line. One
+   * object holding what those need and not the request's Hono context, which a closure here
+   * would keep alive (with everything parsed from the request) for as long as the stream runs.
+   */
+  class StreamWatch implements StreamObserver {
+    #firstByteAt: number | undefined;
+    #ended = false;
+    #unsubscribe: (() => void) | undefined;
+    readonly #metric: StreamObserver | undefined;
+    constructor(
+      readonly request: RequestSummary,
+      readonly route: string,
+      /** Given back when the stream ends (the admission slot), before anything is recorded. */
+      readonly slot: { release(): void } | undefined,
+    ) {
+      this.#metric = metrics?.stream(route, request.method, request.startedAt);
+    }
+    firstByte() {
+      this.#firstByteAt = performance.now();
+      this.#metric?.firstByte();
+    }
+    end(result: StreamEnd) {
+      if (this.#ended) return;
+      this.#ended = true;
+      this.slot?.release();
+      this.#unsubscribe?.();
+      const { instance } = this.request.record;
+      this.#metric?.end(instance === undefined ? result : { ...result, instance });
+      finish(this.request, 200, this.route, this.#firstByteAt, result);
+    }
+    onCutOff(cut: () => void) {
+      if (!this.#ended) this.#unsubscribe = lifecycle.onCutOff(cut);
+    }
+  }
+
   return createMiddleware<AppEnv>(async (c, next) => {
     const startedAt = performance.now();
     const given = c.req.header('x-request-id');
@@ -32,70 +111,20 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
     const record: RequestRecord = {};
     c.set('record', record);
     attachRecord(c.req.raw.signal, record);
-    const done = lifecycle.begin();
-
-    // One line per request, even when a stream its 503 replaced (shutdown) ends later.
-    let finished = false;
-    /** `firstByteAt` 'end': a whole answer, whose first byte goes out with the rest of it. */
-    const finish = (status: number, route: string, firstByte: number | 'end' | undefined, end?: StreamEnd) => {
-      if (finished) return;
-      finished = true;
-      done();
-      if (!log) return;
-      const now = performance.now();
-      const firstByteAt = firstByte === 'end' ? now : firstByte;
-      const contentLength = c.res.headers.get('content-length');
-      const path = requestPath(c.req.raw.url);
-      log(
-        JSON.stringify({
-          time: new Date().toISOString(),
-          level: status >= 500 ? 'error' : status >= 400 ? 'warn' : 'info',
-          msg: 'request',
-          request_id: requestId,
-          method: c.req.method,
-          route,
-          path: path.length > 200 ? `${path.slice(0, 200)}…` : path,
-          model: record.model,
-          instance: record.instance,
-          key_id: record.keyId,
-          status,
-          error: record.errorCode ?? end?.errorKind,
-          ttfb_ms: firstByteAt === undefined ? undefined : round(firstByteAt - startedAt),
-          duration_ms: round(now - startedAt),
-          bytes: end ? end.bytes : (record.bytes ?? (contentLength === null ? undefined : Number(contentLength))),
-          client_aborted: end?.clientAborted === true || status === 499,
-          upstream_status: record.upstreamStatus,
-          queued_at: record.queuedAt || undefined,
-          queue_ms: record.queueMs === undefined ? undefined : round(record.queueMs),
-          ignored_params: record.ignoredParams,
-        }),
-      );
+    const request: RequestSummary = {
+      id: requestId,
+      method: c.req.method,
+      url: c.req.raw.url,
+      startedAt,
+      record,
+      done: lifecycle.begin(),
+      finished: false,
     };
 
     let streaming = false;
-    c.set('observeStream', () => {
+    c.set('observeStream', (slot) => {
       streaming = true;
-      const route = routeLabel(c);
-      const observer = metrics?.stream(route, c.req.method, startedAt);
-      let firstByteAt: number | undefined;
-      let ended = false;
-      let unsubscribe: (() => void) | undefined;
-      return {
-        firstByte: () => {
-          firstByteAt = performance.now();
-          observer?.firstByte();
-        },
-        end: (result) => {
-          if (ended) return;
-          ended = true;
-          unsubscribe?.();
-          observer?.end(record.instance === undefined ? result : { ...result, instance: record.instance });
-          finish(200, route, firstByteAt, result);
-        },
-        onCutOff: (cut) => {
-          if (!ended) unsubscribe = lifecycle.onCutOff(cut);
-        },
-      };
+      return new StreamWatch(request, routeLabel(c), slot);
     });
 
     // Shutdown past its grace period answers a request that has no response yet with a 503
@@ -133,9 +162,22 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
       const route = routeLabel(c);
       metrics?.request(route, c.req.method, c.res.status, (performance.now() - startedAt) / 1000);
       // A whole answer's first byte goes out with the rest of it.
-      finish(c.res.status, route, 'end');
+      finish(request, c.res.status, route, 'end', undefined, c.res.headers.get('content-length'));
     }
   });
 }
+
+/** What the log line of a request needs, kept apart from its Hono context. */
+type RequestSummary = {
+  id: string;
+  method: string;
+  url: string;
+  startedAt: number;
+  record: RequestRecord;
+  /** Counts the request out of those in flight (graceful shutdown). */
+  done: () => void;
+  /** Its line is written (one per request, even when a stream its 503 replaced ends later). */
+  finished: boolean;
+};
 
 const round = (ms: number) => Math.round(ms * 10) / 10;

@@ -18,8 +18,11 @@ export type SseRelayOptions = {
   onEvent?: (data: string) => boolean;
   /** Only events containing this text are shown to `onEvent` (the others pass unread). */
   onEventMentioning?: string;
-  /** Told when the stream ends: whether it ended with `[DONE]`, and bytes sent. */
-  onEnd?: (result: { done: boolean; error?: string; clientAborted?: boolean; bytes: number }) => void;
+  /**
+   * Told when the stream ends: whether it ended with `[DONE]`, bytes sent, and what ended it
+   * otherwise (`errorKind`, as the NDJSON relay names it for the log and metrics).
+   */
+  onEnd?: (result: { done: boolean; errorKind?: string; clientAborted?: boolean; bytes: number }) => void;
   onFirstByte?: () => void;
   /** Registers what ends the stream (with an error event) when shutdown cuts it off. */
   onCutOff?: (cut: () => void) => void;
@@ -79,12 +82,12 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
       clearInterval(timer);
       abortUpstream(new Error('client stopped reading'));
       reader.cancel().catch(() => {});
-      onEnd?.({ done: sawDone, error: 'client_stalled', bytes: sent });
+      onEnd?.({ done: sawDone, errorKind: 'client_stalled', bytes: sent });
       downstream?.error();
     }
   }, period);
 
-  const end = (controller: ReadableStreamDefaultController<Uint8Array>, error?: string) => {
+  const end = (controller: ReadableStreamDefaultController<Uint8Array>, error?: string, errorKind?: string) => {
     if (finished) return;
     finished = true;
     clearInterval(timer);
@@ -95,7 +98,7 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
       sent += bytes.length;
       controller.enqueue(bytes);
     }
-    onEnd?.({ done: sawDone, error, bytes: sent });
+    onEnd?.({ done: sawDone, errorKind, bytes: sent });
     controller.close();
   };
 
@@ -104,7 +107,11 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
       start(controller) {
         downstream = controller;
         onCutOff?.(() =>
-          end(controller, 'Minato is shutting down; the answer was cut off. Retry on another instance, or in a few seconds.'),
+          end(
+            controller,
+            'Minato is shutting down; the answer was cut off. Retry on another instance, or in a few seconds.',
+            'cut_off_by_shutdown',
+          ),
         );
       },
       async pull(controller) {
@@ -123,18 +130,23 @@ export function relaySse(upstream: ReadableStream<Uint8Array>, options: SseRelay
               expired
                 ? `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the answer was stopped.`
                 : `Lost the connection to Ollama mid-stream (${String((error as Error)?.message ?? error)}); the answer is incomplete.`,
+              expired ? 'stream_idle_timeout' : 'stream_connection_lost',
             );
             return;
           }
           reading = false;
           if (finished) return;
           if (expired) {
-            end(controller, `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the answer was stopped.`);
+            end(
+              controller,
+              `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the answer was stopped.`,
+              'stream_idle_timeout',
+            );
             return;
           }
           if (result.done) {
             if (sawDone) end(controller);
-            else end(controller, 'Ollama closed the stream before the answer was complete.');
+            else end(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
             return;
           }
           let chunk = result.value as Uint8Array;

@@ -100,7 +100,7 @@ describe('relaySse', () => {
 
   test('a client that stops reading is cut off after the stall timeout, and the upstream aborted', async () => {
     let aborted = false;
-    let ended: { error?: string } | undefined;
+    let ended: { errorKind?: string } | undefined;
     const endless = new ReadableStream<Uint8Array>({
       pull(controller) {
         controller.enqueue(encoder.encode('data: {"t":1}\n\n'));
@@ -121,6 +121,6 @@ describe('relaySse', () => {
     await reader.read(); // one event, then the client reads no more
     await Bun.sleep(250);
     expect(aborted).toBe(true);
-    expect(ended?.error).toBe('client_stalled');
+    expect(ended?.errorKind).toBe('client_stalled');
   });
 });

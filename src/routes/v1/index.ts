@@ -140,9 +140,8 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
         countTokens(event.usage);
         return clientWantsUsage;
       },
-      onCutOff: observer?.onCutOff,
-      onEnd: ({ error, clientAborted, bytes }) =>
-        observer?.end({ errorKind: error === undefined ? undefined : 'stream_error', clientAborted, bytes }),
+      onCutOff: (cut) => observer?.onCutOff?.(cut),
+      onEnd: ({ errorKind, clientAborted, bytes }) => observer?.end({ errorKind, clientAborted, bytes }),
     });
     return new Response(sse, { status: 200, headers: { 'Content-Type': 'text/event-stream; charset=utf-8', ...STREAM_HEADERS } });
   };
