@@ -63,6 +63,19 @@ export type OllamaClient = {
   call: (path: string, body: unknown, options: CallOptions) => Promise<UpstreamCall>;
 };
 
+/**
+ * The call's own AbortController, aborted when the client goes away, and the function that aborts
+ * it: what outlives the call while its body streams. Made in a scope of their own, as closures
+ * made in `call` would keep all of that scope (the body, the timers' functions) alive with them
+ * for as long as the stream runs.
+ */
+function abortable(signal: AbortSignal | undefined) {
+  const controller = new AbortController();
+  // The listener stays while the body streams: a client that leaves mid-stream must still abort it.
+  signal?.addEventListener('abort', () => controller.abort(new ClientGoneError()), { once: true });
+  return { controller, abort: (reason?: unknown) => controller.abort(reason) };
+}
+
 export function createOllamaClient({
   baseUrl,
   fetch = globalThis.fetch,
@@ -90,9 +103,7 @@ export function createOllamaClient({
     const body = typeof given === 'function' ? (given as () => unknown)() : given;
     const { signal, firstByteTimeoutMs, timeoutSetting, method = body === undefined ? 'GET' : 'POST' } = options;
     if (signal?.aborted) throw new ClientGoneError();
-    const controller = new AbortController();
-    const onClientAbort = () => controller.abort(new ClientGoneError());
-    signal?.addEventListener('abort', onClientAbort, { once: true });
+    const { controller, abort } = abortable(signal);
     let timedOut = false;
     let unreachable: string | undefined;
     let settled = false;
@@ -132,10 +143,7 @@ export function createOllamaClient({
       };
       const response = await fetch(`${baseUrl}${path}`, init);
       noteUpstreamStatus(signal, response.status);
-      return {
-        response,
-        abort: (reason) => controller.abort(reason),
-      };
+      return { response, abort };
     } catch (error) {
       if (signal?.aborted) throw new ClientGoneError();
       if (unreachable !== undefined) {
@@ -169,7 +177,6 @@ export function createOllamaClient({
       onWaiting?.(-1);
       settled = true;
       clearTimeout(timer);
-      // The listener stays while the body streams: a client that leaves mid-stream must still abort it.
     }
   };
   return { baseUrl, call };

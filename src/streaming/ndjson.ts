@@ -127,6 +127,9 @@ const textFormatter: Formatter = (lines) => {
   return { output: encoder.encode(out) };
 };
 
+/** NDJSON as it came (not called on the hot path, which sends the bytes itself). */
+const unchanged: Formatter = (lines) => ({ output: lines });
+
 /** Minato's own in-band error, in the client's format (text has none: the stream is aborted instead). */
 export function inBandError(format: StreamFormat, message: string): Uint8Array {
   const line = JSON.stringify({ error: message });
@@ -164,65 +167,74 @@ function objectOrThrow(line: string): Record<string, unknown> {
  * handed unread (its socket buffer full) for `stall.ms` is cut off, since it holds a generation
  * slot and Ollama's runner blocked on its writes.
  */
-function idleWatchdog(
-  reader: { cancel(reason?: unknown): Promise<void> },
-  idleTimeoutMs: number,
-  stall?: { ms: number; onStall: () => void },
-) {
-  const period = Math.max(5, Math.min(idleTimeoutMs, stall?.ms ?? Number.POSITIVE_INFINITY) / 4);
+class IdleWatchdog {
   // What the reads and the client did: flags for now, counters for "anything since?".
-  let reading = false;
-  let reads = 0;
-  let handed = false;
-  let handOvers = 0;
+  #reading = false;
+  #reads = 0;
+  #handed = false;
+  #handOvers = 0;
   // What the previous check saw, and how long nothing has moved.
-  let sawReading = false;
-  let sawReads = 0;
-  let sawHanded = false;
-  let sawHandOvers = 0;
-  let silentMs = 0;
-  let unreadMs = 0;
-  let expired = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const check = () => {
-    silentMs = reading && sawReading && reads === sawReads ? silentMs + period : 0;
-    unreadMs = handed && sawHanded && handOvers === sawHandOvers ? unreadMs + period : 0;
-    sawReading = reading;
-    sawReads = reads;
-    sawHanded = handed;
-    sawHandOvers = handOvers;
-    if (silentMs >= idleTimeoutMs) {
-      expired = true;
-      reader.cancel(new IdleTimeout()).catch(() => {});
+  #sawReading = false;
+  #sawReads = 0;
+  #sawHanded = false;
+  #sawHandOvers = 0;
+  #silentMs = 0;
+  #unreadMs = 0;
+  #expired = false;
+  readonly #period: number;
+  #timer: ReturnType<typeof setTimeout>;
+  /** The one function per stream the timer needs. */
+  readonly #check = () => this.#tick();
+
+  constructor(
+    readonly reader: { cancel(reason?: unknown): Promise<void> },
+    readonly idleTimeoutMs: number,
+    readonly stall?: { ms: number; onStall: () => void },
+  ) {
+    this.#period = Math.max(5, Math.min(idleTimeoutMs, stall?.ms ?? Number.POSITIVE_INFINITY) / 4);
+    this.#timer = setTimeout(this.#check, this.#period);
+  }
+
+  #tick() {
+    const period = this.#period;
+    this.#silentMs = this.#reading && this.#sawReading && this.#reads === this.#sawReads ? this.#silentMs + period : 0;
+    this.#unreadMs = this.#handed && this.#sawHanded && this.#handOvers === this.#sawHandOvers ? this.#unreadMs + period : 0;
+    this.#sawReading = this.#reading;
+    this.#sawReads = this.#reads;
+    this.#sawHanded = this.#handed;
+    this.#sawHandOvers = this.#handOvers;
+    if (this.#silentMs >= this.idleTimeoutMs) {
+      this.#expired = true;
+      this.reader.cancel(new IdleTimeout()).catch(() => {});
       return;
     }
-    if (stall && unreadMs >= stall.ms) {
-      stall.onStall();
+    if (this.stall && this.#unreadMs >= this.stall.ms) {
+      this.stall.onStall();
       return;
     }
-    timer = setTimeout(check, period);
-  };
-  timer = setTimeout(check, period);
-  return {
-    /** A read from Ollama starts; at the start of a pull, the client has taken what it was handed. */
-    waiting: () => {
-      reading = true;
-      handed = false;
-    },
-    idle: () => {
-      reading = false;
-      reads++;
-    },
-    /** A chunk was handed to the client; the next pull says it was taken. */
-    handedOver: () => {
-      handed = true;
-      handOvers++;
-    },
-    get expired() {
-      return expired;
-    },
-    stop: () => clearTimeout(timer),
-  };
+    this.#timer = setTimeout(this.#check, period);
+  }
+
+  /** A read from Ollama starts; at the start of a pull, the client has taken what it was handed. */
+  waiting() {
+    this.#reading = true;
+    this.#handed = false;
+  }
+  idle() {
+    this.#reading = false;
+    this.#reads++;
+  }
+  /** A chunk was handed to the client; the next pull says it was taken. */
+  handedOver() {
+    this.#handed = true;
+    this.#handOvers++;
+  }
+  get expired() {
+    return this.#expired;
+  }
+  stop() {
+    clearTimeout(this.#timer);
+  }
 }
 
 export type RelayOptions = {
@@ -272,7 +284,7 @@ export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
   const { format, idleTimeoutMs, idleSetting, abortUpstream, isFinalLine, observer, stallTimeoutMs } = options;
   // NDJSON, the default, has no formatter on the hot path: Ollama's bytes go out as they arrive.
-  const formatter: Formatter = format === 'ndjson' ? (lines) => ({ output: lines }) : format === 'sse' ? sseFormatter() : textFormatter;
+  const formatter: Formatter = format === 'ndjson' ? unchanged : format === 'sse' ? sseFormatter() : textFormatter;
   const reader = upstream.getReader();
   let partial: Uint8Array | undefined;
   // The last run of complete lines, kept whole (no subarray per chunk: thousands of streams each
@@ -292,7 +304,7 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
   };
 
   let downstream: ReadableStreamDefaultController<Uint8Array> | undefined;
-  const watchdog = idleWatchdog(
+  const watchdog = new IdleWatchdog(
     reader,
     idleTimeoutMs,
     stallTimeoutMs === undefined
@@ -309,14 +321,13 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
           },
         },
   );
-  const stopWatchdog = watchdog.stop;
 
   // Set once the stream is ended by Minato (an error, a cut-off): a read still pending then must not end it twice.
   let closed = false;
   const fail = (controller: ReadableStreamDefaultController<Uint8Array>, message: string, kind: string) => {
     if (closed) return;
     closed = true;
-    stopWatchdog();
+    watchdog.stop();
     abortUpstream(new Error(message));
     reader.cancel().catch(() => {});
     if (format === 'text') {
@@ -384,7 +395,7 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
           fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
         } else {
           closed = true;
-          stopWatchdog();
+          watchdog.stop();
           observer?.end({ final, errorKind: failed ? 'stream_error_line' : undefined, bytes: sent });
           controller.close();
         }
@@ -453,7 +464,7 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
       pull: pullLines,
       cancel(reason) {
         closed = true;
-        stopWatchdog();
+        watchdog.stop();
         observer?.end({ clientAborted: true, bytes: sent });
         abortUpstream(reason);
         return reader.cancel(reason).catch(() => {});
@@ -473,7 +484,7 @@ export async function* readNdjson(
   onIdle: () => never,
 ): AsyncGenerator<Record<string, unknown>> {
   const reader = body.getReader();
-  const watchdog = idleWatchdog(reader, idleTimeoutMs);
+  const watchdog = new IdleWatchdog(reader, idleTimeoutMs);
   // Its own decoder: a decoder in stream mode keeps a split multi-byte character between calls,
   // so one shared by concurrent answers would mix their bytes up.
   const decoder = new TextDecoder();
