@@ -189,9 +189,11 @@ class IdleWatchdog {
   constructor(
     readonly reader: { cancel(reason?: unknown): Promise<void> },
     readonly idleTimeoutMs: number,
-    readonly stall?: { ms: number; onStall: () => void },
+    /** Watch the client too: told (`stalled()`) when it leaves what it was handed unread this long. */
+    readonly stallMs?: number,
+    readonly owner?: { stalled(): void },
   ) {
-    this.#period = Math.max(5, Math.min(idleTimeoutMs, stall?.ms ?? Number.POSITIVE_INFINITY) / 4);
+    this.#period = Math.max(5, Math.min(idleTimeoutMs, stallMs ?? Number.POSITIVE_INFINITY) / 4);
     this.#timer = setTimeout(this.#check, this.#period);
   }
 
@@ -208,8 +210,8 @@ class IdleWatchdog {
       this.reader.cancel(new IdleTimeout()).catch(() => {});
       return;
     }
-    if (this.stall && this.#unreadMs >= this.stall.ms) {
-      this.stall.onStall();
+    if (this.stallMs !== undefined && this.#unreadMs >= this.stallMs) {
+      this.owner?.stalled();
       return;
     }
     this.#timer = setTimeout(this.#check, period);
@@ -282,85 +284,149 @@ export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  * cancels the stream, which aborts the upstream request.
  */
 export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
-  const { format, idleTimeoutMs, idleSetting, abortUpstream, isFinalLine, observer, stallTimeoutMs } = options;
+  return new ReadableStream<Uint8Array>(new NdjsonRelay(upstream, options), { highWaterMark: 0 });
+}
+
+/**
+ * The relay's state and steps, as one object per stream with its methods on the class: thousands
+ * of streams each held a dozen closures and their scopes when this was a function of closures.
+ * It is the stream's underlying source (`start`, `pull`, `cancel` are called on it).
+ */
+class NdjsonRelay {
+  readonly #reader: { read(): Promise<unknown>; cancel(reason?: unknown): Promise<void> };
+  readonly #options: RelayOptions;
   // NDJSON, the default, has no formatter on the hot path: Ollama's bytes go out as they arrive.
-  const formatter: Formatter = format === 'ndjson' ? unchanged : format === 'sse' ? sseFormatter() : textFormatter;
-  const reader = upstream.getReader();
-  let partial: Uint8Array | undefined;
+  readonly #formatter: Formatter;
+  readonly #watchdog: IdleWatchdog;
+  #partial: Uint8Array | undefined;
   // The last run of complete lines, kept whole (no subarray per chunk: thousands of streams each
   // relaying lines allocate enough already); its last line is only looked at when the stream ends.
-  let lastChunk: Uint8Array | undefined;
-  let started = false;
-  let sent = 0;
-  const send = (controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
-    if (!started) {
-      started = true;
-      observer?.firstByte();
+  #lastChunk: Uint8Array | undefined;
+  #started = false;
+  #sent = 0;
+  #downstream: ReadableStreamDefaultController<Uint8Array> | undefined;
+  // Set once the stream is ended by Minato (an error, a cut-off): a read still pending then must not end it twice.
+  #closed = false;
+
+  constructor(upstream: ReadableStream<Uint8Array>, options: RelayOptions) {
+    this.#options = options;
+    this.#formatter = options.format === 'ndjson' ? unchanged : options.format === 'sse' ? sseFormatter() : textFormatter;
+    this.#reader = upstream.getReader();
+    this.#watchdog = new IdleWatchdog(this.#reader, options.idleTimeoutMs, options.stallTimeoutMs, this);
+  }
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>) {
+    this.#downstream = controller;
+    // Shutdown past its grace period: end with an in-band error line the client can act on.
+    this.#options.observer?.onCutOff?.(() =>
+      this.#fail(
+        controller,
+        'Minato is shutting down; the answer was cut off. Retry on another instance, or in a few seconds.',
+        'cut_off_by_shutdown',
+      ),
+    );
+  }
+
+  cancel(reason?: unknown) {
+    this.#closed = true;
+    this.#watchdog.stop();
+    this.#options.observer?.end({ clientAborted: true, bytes: this.#sent });
+    this.#options.abortUpstream(reason);
+    return this.#reader.cancel(reason).catch(() => {});
+  }
+
+  /** The watchdog's call: a client that does not read. Nothing can be said in-band to it: end the response. */
+  stalled() {
+    this.#closed = true;
+    this.#options.abortUpstream(new Error('client stopped reading'));
+    this.#reader.cancel().catch(() => {});
+    this.#options.observer?.end({ errorKind: 'client_stalled', bytes: this.#sent });
+    this.#downstream?.error();
+  }
+
+  #send(controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array) {
+    if (!this.#started) {
+      this.#started = true;
+      this.#options.observer?.firstByte();
     }
-    sent += bytes.length;
+    this.#sent += bytes.length;
     controller.enqueue(bytes);
     // Every send ends a pull; the next pull (the client took it) clears this.
-    watchdog.handedOver();
-  };
+    this.#watchdog.handedOver();
+  }
 
-  let downstream: ReadableStreamDefaultController<Uint8Array> | undefined;
-  const watchdog = new IdleWatchdog(
-    reader,
-    idleTimeoutMs,
-    stallTimeoutMs === undefined
-      ? undefined
-      : {
-          ms: stallTimeoutMs,
-          onStall: () => {
-            // Nothing can be said in-band to a client that does not read: end the response.
-            closed = true;
-            abortUpstream(new Error('client stopped reading'));
-            reader.cancel().catch(() => {});
-            observer?.end({ errorKind: 'client_stalled', bytes: sent });
-            downstream?.error();
-          },
-        },
-  );
-
-  // Set once the stream is ended by Minato (an error, a cut-off): a read still pending then must not end it twice.
-  let closed = false;
-  const fail = (controller: ReadableStreamDefaultController<Uint8Array>, message: string, kind: string) => {
-    if (closed) return;
-    closed = true;
-    watchdog.stop();
+  #fail(controller: ReadableStreamDefaultController<Uint8Array>, message: string, kind: string) {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#watchdog.stop();
+    const { format, observer, abortUpstream } = this.#options;
     abortUpstream(new Error(message));
-    reader.cancel().catch(() => {});
+    this.#reader.cancel().catch(() => {});
     if (format === 'text') {
-      observer?.end({ errorKind: kind, bytes: sent });
+      observer?.end({ errorKind: kind, bytes: this.#sent });
       // Plain text cannot say "error" in-band: abort the response so the client cannot take a
       // broken answer for a whole one. No reason is given: Bun prints an Error reason's stack to
       // stderr for every such stream, and the client only ever sees a reset connection.
       controller.error();
     } else {
-      send(controller, inBandError(format, message));
-      observer?.end({ errorKind: kind, bytes: sent });
+      this.#send(controller, inBandError(format, message));
+      observer?.end({ errorKind: kind, bytes: this.#sent });
       controller.close();
     }
-  };
+  }
 
-  const pullLines = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
+  /** The end of Ollama's body: a last line without its newline, then a proper end or an early one. */
+  #finish(controller: ReadableStreamDefaultController<Uint8Array>) {
+    const { isFinalLine, observer } = this.#options;
+    if (this.#partial?.length) {
+      // Ollama ends every line with \n; a last line without one still counts if it is whole JSON.
+      const text = decoder.decode(this.#partial).trim();
+      this.#partial = undefined;
+      if (text !== '') {
+        if (!parseObject(text)) {
+          this.#fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
+          return;
+        }
+        this.#lastChunk = encoder.encode(`${text}\n`);
+        const { output, error } = this.#formatter(this.#lastChunk);
+        if (output?.length) this.#send(controller, output);
+        if (error !== undefined) {
+          this.#fail(controller, error, 'stream_error_line');
+          return;
+        }
+      }
+    }
+    const final = parseObject(lastNonBlankLine(this.#lastChunk));
+    const failed = typeof final?.error === 'string';
+    if (!final || !(failed || isFinalLine(final))) {
+      this.#fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
+    } else {
+      this.#closed = true;
+      this.#watchdog.stop();
+      observer?.end({ final, errorKind: failed ? 'stream_error_line' : undefined, bytes: this.#sent });
+      controller.close();
+    }
+  }
+
+  async pull(controller: ReadableStreamDefaultController<Uint8Array>) {
+    const watchdog = this.#watchdog;
     for (;;) {
       let result: ReadResult;
       watchdog.waiting();
       try {
-        result = (await reader.read()) as ReadResult;
-        if (closed) return;
+        result = (await this.#reader.read()) as ReadResult;
+        if (this.#closed) return;
         if (watchdog.expired) throw new IdleTimeout();
       } catch (error) {
-        if (closed) return;
+        if (this.#closed) return;
         if (error instanceof IdleTimeout) {
-          fail(
+          this.#fail(
             controller,
-            `Ollama sent nothing for ${Math.round(idleTimeoutMs / 1000)} s (${idleSetting}); the generation was stopped.`,
+            `Ollama sent nothing for ${Math.round(this.#options.idleTimeoutMs / 1000)} s (${this.#options.idleSetting}); the generation was stopped.`,
             'stream_idle_timeout',
           );
         } else {
-          fail(
+          this.#fail(
             controller,
             `Lost the connection to Ollama mid-stream (${networkErrorText(error)}); the answer is incomplete.`,
             'stream_connection_lost',
@@ -371,107 +437,55 @@ export function relayNdjson(upstream: ReadableStream<Uint8Array>, options: Relay
         watchdog.idle();
       }
       if (result.done) {
-        if (partial?.length) {
-          // Ollama ends every line with \n; a last line without one still counts if it is whole JSON.
-          const text = decoder.decode(partial).trim();
-          partial = undefined;
-          if (text !== '') {
-            if (!parseObject(text)) {
-              fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
-              return;
-            }
-            lastChunk = encoder.encode(`${text}\n`);
-            const { output, error } = formatter(lastChunk);
-            if (output?.length) send(controller, output);
-            if (error !== undefined) {
-              fail(controller, error, 'stream_error_line');
-              return;
-            }
-          }
-        }
-        const final = parseObject(lastNonBlankLine(lastChunk));
-        const failed = typeof final?.error === 'string';
-        if (!final || !(failed || isFinalLine(final))) {
-          fail(controller, 'Ollama closed the stream before the answer was complete.', 'stream_incomplete');
-        } else {
-          closed = true;
-          watchdog.stop();
-          observer?.end({ final, errorKind: failed ? 'stream_error_line' : undefined, bytes: sent });
-          controller.close();
-        }
+        this.#finish(controller);
         return;
       }
       let chunk = result.value;
-      if (partial) {
-        chunk = concat(partial, chunk);
-        partial = undefined;
+      if (this.#partial) {
+        chunk = concat(this.#partial, chunk);
+        this.#partial = undefined;
       }
       const end = chunk.lastIndexOf(NEWLINE);
       if (end === -1) {
-        partial = chunk;
+        this.#partial = chunk;
         continue;
       }
       let lines = end === chunk.length - 1 ? chunk : chunk.subarray(0, end + 1);
-      if (end < chunk.length - 1) partial = chunk.slice(end + 1);
+      if (end < chunk.length - 1) this.#partial = chunk.slice(end + 1);
       const bad = firstLineNotAnObject(lines);
       if (bad !== -1) {
         // Relay the good lines before it, then end: a client must never get a line it cannot parse.
         const badLine = decoder.decode(lines.subarray(bad, lines.indexOf(NEWLINE, bad)));
         lines = lines.subarray(0, bad);
         if (lines.length > 0) {
-          const { output } = formatter(lines);
-          if (output?.length) send(controller, output);
+          const { output } = this.#formatter(lines);
+          if (output?.length) this.#send(controller, output);
         }
-        fail(
+        this.#fail(
           controller,
           `Ollama sent ${new MalformedLine(badLine).message}; the answer was stopped. Check that OLLAMA_HOST points at Ollama.`,
           'stream_malformed',
         );
         return;
       }
-      lastChunk = lines;
-      if (format === 'ndjson') {
+      this.#lastChunk = lines;
+      if (this.#options.format === 'ndjson') {
         // The hot path: no formatter call, no result object.
-        send(controller, lines);
+        this.#send(controller, lines);
         return;
       }
-      const { output, error } = formatter(lines);
+      const { output, error } = this.#formatter(lines);
       if (error !== undefined) {
-        if (output?.length) send(controller, output);
-        fail(controller, error, 'stream_error_line');
+        if (output?.length) this.#send(controller, output);
+        this.#fail(controller, error, 'stream_error_line');
         return;
       }
       if (output?.length) {
-        send(controller, output);
+        this.#send(controller, output);
         return;
       }
     }
-  };
-
-  return new ReadableStream<Uint8Array>(
-    {
-      start(controller) {
-        downstream = controller;
-        // Shutdown past its grace period: end with an in-band error line the client can act on.
-        observer?.onCutOff?.(() =>
-          fail(
-            controller,
-            'Minato is shutting down; the answer was cut off. Retry on another instance, or in a few seconds.',
-            'cut_off_by_shutdown',
-          ),
-        );
-      },
-      pull: pullLines,
-      cancel(reason) {
-        closed = true;
-        watchdog.stop();
-        observer?.end({ clientAborted: true, bytes: sent });
-        abortUpstream(reason);
-        return reader.cancel(reason).catch(() => {});
-      },
-    },
-    { highWaterMark: 0 },
-  );
+  }
 }
 
 /**
