@@ -20,14 +20,10 @@ import type { Fleet } from '../ollama/fleet';
 const encoder = new TextEncoder();
 const queuedEvent = (position: number) => encoder.encode(`event: queued\ndata: {"position":${position}}\n\n`);
 
-const queueHeaders = (slot: Slot) => ({
-  'X-Queue-Position': String(slot.queuedAt),
-  'Server-Timing': `queue;dur=${slot.waitedMs.toFixed(1)}`,
-});
-/** The same two headers, set on a response built elsewhere. */
+/** Where the answer stood in the queue (see above), on the response it gets. */
 function setQueueHeaders(headers: Headers, slot: Slot) {
   headers.set('X-Queue-Position', String(slot.queuedAt));
-  headers.set('Server-Timing', slot.queuedAt === 0 ? 'queue;dur=0.0' : `queue;dur=${slot.waitedMs.toFixed(1)}`);
+  headers.set('Server-Timing', `queue;dur=${slot.waitedMs.toFixed(1)}`);
 }
 
 function noteSlot(c: Context<AppEnv>, slot: Slot) {
@@ -80,8 +76,7 @@ export async function checkAdmission(c: Context<AppEnv>, deps: Deps, model: stri
 }
 
 /** The slot itself, waiting for it when it came as a ticket (a 503 when the wait is too long). */
-async function slotOf(c: Context<AppEnv>, entered: Slot | Ticket | Promise<Slot | Ticket>): Promise<Slot> {
-  const entry = entered instanceof Promise ? await entered : entered;
+async function slotOf(c: Context<AppEnv>, entry: Slot | Ticket): Promise<Slot> {
   const slot = isTicket(entry) ? await entry.slot : entry;
   noteSlot(c, slot);
   return slot;
@@ -94,17 +89,15 @@ export async function admittedSync<T extends object>(
   model: string,
   answer: () => Promise<T>,
 ): Promise<TypedResponse<JSONParsed<T>, 200, 'json'>> {
-  const slot = await slotOf(c, enter(c, deps, model));
+  const slot = await slotOf(c, await enter(c, deps, model));
   try {
     // Serialised here rather than by c.json, so that the request log can say how many bytes it
     // sent; typed as what c.json would have returned, so that routes and hc<AppType> see the answer.
     const body = JSON.stringify(await answer());
     c.var.record.bytes = Buffer.byteLength(body);
-    return c.body(body, 200, { 'Content-Type': 'application/json', ...queueHeaders(slot) }) as unknown as TypedResponse<
-      JSONParsed<T>,
-      200,
-      'json'
-    >;
+    const response = c.body(body, 200, { 'Content-Type': 'application/json' });
+    setQueueHeaders(response.headers, slot);
+    return response as unknown as TypedResponse<JSONParsed<T>, 200, 'json'>;
   } finally {
     slot.release();
   }
@@ -115,7 +108,7 @@ export async function admittedSync<T extends object>(
  * to its end before the slot is given back.
  */
 export async function admittedWhole(c: Context<AppEnv>, deps: Deps, model: string, produce: () => Promise<Response>): Promise<Response> {
-  const slot = await slotOf(c, enter(c, deps, model));
+  const slot = await slotOf(c, await enter(c, deps, model));
   try {
     const response = await produce();
     setQueueHeaders(response.headers, slot);
@@ -157,11 +150,9 @@ export async function admittedStream(
   start: StartStream,
   { queueEvents = true } = {},
 ): Promise<Response> {
-  const entered = enter(c, deps, model);
-  const entry = entered instanceof Promise ? await entered : entered;
+  const entry = await enter(c, deps, model);
   if (isTicket(entry) && format === 'sse' && queueEvents) return queuedSse(c, entry, start);
-  const slot = isTicket(entry) ? await entry.slot : entry;
-  noteSlot(c, slot);
+  const slot = await slotOf(c, entry);
   try {
     const response = await startWatched(start, releasingObserver(c, slot), () => slot.release());
     setQueueHeaders(response.headers, slot);

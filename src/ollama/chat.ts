@@ -65,7 +65,6 @@ export async function chatStream(
   observe?: () => StreamObserver,
 ): Promise<Response> {
   const call = await startChat(deps, body, signal);
-  const lines = linesOf(call.response);
-  const upstream = lines instanceof Promise ? await lines : lines;
+  const upstream = await linesOf(call.response);
   return streamResponse(answerIdle(deps.config), call, upstream, format, (line) => line.done === true, observe);
 }

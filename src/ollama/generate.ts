@@ -60,7 +60,6 @@ export async function answerStream(
   observe?: () => StreamObserver,
 ): Promise<Response> {
   const call = await startGeneration(deps, body, signal);
-  const lines = linesOf(call.response);
-  const upstream = lines instanceof Promise ? await lines : lines;
+  const upstream = await linesOf(call.response);
   return streamResponse(answerIdle(deps.config), call, upstream, format, isFinalGenerateLine, observe);
 }

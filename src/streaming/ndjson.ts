@@ -163,9 +163,9 @@ function objectOrThrow(line: string): Record<string, unknown> {
  * on Ollama, not while a slow client is still reading. When it expires the reader is cancelled,
  * which ends the pending read.
  *
- * The same timer watches the other side when `stall` is given: a client that leaves what it was
- * handed unread (its socket buffer full) for `stall.ms` is cut off, since it holds a generation
- * slot and Ollama's runner blocked on its writes.
+ * The same timer watches the other side when `stallMs` is given: a client that leaves what it was
+ * handed unread (its socket buffer full) that long is cut off (its `owner` is told), since it
+ * holds a generation slot and Ollama's runner blocked on its writes.
  */
 class IdleWatchdog {
   // What the reads and the client did: flags for now, counters for "anything since?".

@@ -134,7 +134,6 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
       // The usage chunk: `"choices": []` with `usage`; no other event is read.
       onEventMentioning: '"usage"',
       onEvent: (data) => {
-        if (!data.includes('"usage"')) return true;
         const event = parseObject(data);
         if (!event || !Array.isArray(event.choices) || event.choices.length > 0 || !event.usage) return true;
         countTokens(event.usage);
