@@ -16,6 +16,8 @@ import { requestContext } from './middleware/request-context';
 import { createOllamaClient } from './ollama/client';
 import { createFleet } from './ollama/fleet';
 import { writeLine } from './observability/log-writer';
+import { createBodyBudget } from './http/body';
+import { createClientAddress } from './security/client-address';
 
 import type { AppDependencies } from './deps';
 import { mountRoutes } from './routes';
@@ -79,9 +81,9 @@ export function createApp({
   const deps = { config, ollama, metrics, admission, fleet };
 
   // Outermost first: every response gets its request id and log line, even a refused one.
-  app.use('*', requestContext({ metrics, lifecycle, log }));
+  app.use('*', requestContext({ metrics, lifecycle, log, clientAddress: createClientAddress(config.trustedProxies) }));
   app.use('*', hostGuard(config));
-  app.use('*', requestLimits(config, lifecycle));
+  app.use('*', requestLimits(config, lifecycle, createBodyBudget(config.bodyBudgetBytes)));
   if (config.corsOrigins.length > 0) app.use('*', corsFor(config.corsOrigins));
   // Per-key limits in Redis when several replicas share them (MINATO_REDIS_URL), else in this process.
   app.use('*', authenticate(config, config.redisUrl ? createRedisRateLimiter(config.redisUrl, logLine) : createRateLimiter()));

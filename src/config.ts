@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { type ApiKey, parseKeys } from './security/api-keys';
+import { isAddressOrCidr } from './security/client-address';
 
 const list = (value: string) =>
   value
@@ -170,7 +171,20 @@ const EnvSchema = z.object({
   /** Without API keys: host names (besides loopback ones and the bind address) requests may be addressed to; `*` for any. */
   MINATO_ALLOWED_HOSTS: z.string().optional(),
   /** Redis shared by several replicas for per-key rate limits (`redis://host:6379`); unset: per process. */
-  MINATO_REDIS_URL: z.string().optional(),
+  MINATO_REDIS_URL: z
+    .string()
+    .refine((url) => {
+      try {
+        return /^(redis|rediss|redis\+tls|redis\+unix|redis\+tls\+unix):$/.test(new URL(url).protocol);
+      } catch {
+        return false;
+      }
+    }, 'must be a Redis URL: redis://host:6379, rediss://host:6380 (TLS) or redis+unix:///path/to/redis.sock')
+    .optional(),
+  /** Longest wait for one Redis command (milliseconds) before the rate limit falls back to this process. */
+  MINATO_REDIS_TIMEOUT_MS: wholeNumber('of milliseconds from 1 to 10000 (e.g. 50)', 1, 10_000).default(50),
+  /** Balancers whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated). */
+  MINATO_TRUSTED_PROXIES: z.string().optional(),
   /** Requests per minute per key (or per client address when no keys are configured); 0 turns it off. */
   MINATO_RATE_LIMIT: wholeNumber('of requests per minute, 0 or more (0 turns it off)', 0).default(600),
   /** Generations running at once, per model and in all. */
@@ -183,7 +197,7 @@ const EnvSchema = z.object({
   MINATO_MAX_QUEUE: wholeNumber('of waiting requests, 0 or more', 0).default(128),
   /** Longest wait for a slot before a 503. */
   MINATO_QUEUE_TIMEOUT: seconds(60),
-  /** Longest time a client may take to send a request body (image uploads). */
+  /** Longest time a client may take to send a request body (any route that takes one). */
   MINATO_BODY_TIMEOUT: seconds(60),
   /** Longest time a streaming client may leave the answer unread before it is cut off. */
   MINATO_CLIENT_STALL_TIMEOUT: seconds(60),
@@ -195,6 +209,11 @@ const EnvSchema = z.object({
   MINATO_MAX_BLOB_BYTES: bytes(64 * 1024 ** 3),
   /** Chat bodies: a conversation with its images, parsed whole. */
   MINATO_MAX_CHAT_BODY_BYTES: bytes(32 * 1024 * 1024),
+  /**
+   * What the bodies of requests in flight may hold in all (bytes). A body counts from its first
+   * byte read until its request has its answer; parsed chat bodies count four times their size.
+   */
+  MINATO_BODY_BUDGET: bytes(256 * 1024 * 1024),
   /** On SIGTERM/SIGINT: how long in-flight requests and streams may take to finish. */
   MINATO_SHUTDOWN_GRACE: number('a number of seconds from 0 to 3600 (e.g. 30 — not 30s)', { min: 0, max: 3600 }).default(30),
   /** One JSON line per request on stdout. */
@@ -226,6 +245,9 @@ export type Config = {
   allowedHosts: string[];
   rateLimitPerMinute: number;
   redisUrl?: string;
+  redisTimeoutMs: number;
+  /** Peers whose X-Forwarded-For names the client (addresses and CIDRs). */
+  trustedProxies: string[];
   maxConcurrentPerModel: number;
   maxConcurrent: number;
   maxConcurrentPerKey: number;
@@ -239,6 +261,7 @@ export type Config = {
   maxBodyBytes: number;
   maxChatBodyBytes: number;
   maxBlobBytes: number;
+  bodyBudgetBytes: number;
   shutdownGraceMs: number;
   logRequests: boolean;
 };
@@ -301,6 +324,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       problems.push(`MINATO_ALLOWED_HOSTS: "${host}" is not a host name (no scheme, port or path), nor *`);
     }
   }
+  const trustedProxies = list(e.MINATO_TRUSTED_PROXIES ?? '');
+  for (const proxy of trustedProxies) {
+    if (!isAddressOrCidr(proxy))
+      problems.push(`MINATO_TRUSTED_PROXIES: "${proxy}" is not an IP address or CIDR (e.g. 127.0.0.1, 10.0.0.0/8, ::1)`);
+  }
   // The bind address is a name clients use; a bind-all address is not.
   if (!['0.0.0.0', '::', '[::]'].includes(e.HOST)) allowedHosts.push(e.HOST.toLowerCase());
   if (apiKeys.length === 0 && !isLoopback(e.HOST) && !e.MINATO_ALLOW_UNAUTHENTICATED) {
@@ -330,6 +358,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     allowedHosts,
     rateLimitPerMinute: e.MINATO_RATE_LIMIT,
     redisUrl: e.MINATO_REDIS_URL,
+    redisTimeoutMs: e.MINATO_REDIS_TIMEOUT_MS,
+    trustedProxies,
     maxConcurrentPerModel: e.MINATO_MAX_CONCURRENT_PER_MODEL,
     maxConcurrent: e.MINATO_MAX_CONCURRENT,
     // Half of all the slots (which are per instance): one key cannot take every GPU.
@@ -345,6 +375,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxBodyBytes: e.MINATO_MAX_BODY_BYTES,
     maxChatBodyBytes: e.MINATO_MAX_CHAT_BODY_BYTES,
     maxBlobBytes: e.MINATO_MAX_BLOB_BYTES,
+    bodyBudgetBytes: e.MINATO_BODY_BUDGET,
     shutdownGraceMs: e.MINATO_SHUTDOWN_GRACE * 1000,
     logRequests: e.MINATO_LOG_REQUESTS,
   };

@@ -2,6 +2,7 @@ import { createApp } from './app';
 import type { AppDependencies } from './deps';
 import { ownBodyLimits } from './http/route-facts';
 import { createLifecycle, type Lifecycle } from './lifecycle';
+import { IDLE_TIMEOUT_SECONDS } from './middleware/request-context';
 
 /** Serves the app with Bun the way `bun run start` does; tests start it the same way on port 0. */
 export function startServer(dependencies: AppDependencies, overrides: { port?: number; hostname?: string } = {}) {
@@ -14,6 +15,7 @@ export function startServer(dependencies: AppDependencies, overrides: { port?: n
     // Routes count their bodies while read and refuse them with a JSON 413 at their own limit.
     // Bun's own bound sits just above the largest: Bun's 413 has an empty body.
     maxRequestBodySize: Math.max(config.maxBodyBytes, ...ownBodyLimits(config)) + 64 * 1024,
+    idleTimeout: IDLE_TIMEOUT_SECONDS,
     fetch: (request, server) => app.fetch(request, { server }),
   });
   return { server, lifecycle, shutdown: () => shutdown(server, lifecycle, config.shutdownGraceMs) };

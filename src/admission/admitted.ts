@@ -51,7 +51,7 @@ function ownerOf(c: Context<AppEnv>, deps: Deps): string | undefined {
   const key = c.var.apiKey;
   if (key) return `key:${key.id}`;
   if (deps.config.apiKeys.length > 0 || isLoopback(deps.config.host)) return undefined;
-  return `ip:${c.env?.server?.requestIP(c.req.raw)?.address ?? 'unknown'}`;
+  return `ip:${c.var.client()}`;
 }
 
 /**
@@ -60,6 +60,9 @@ function ownerOf(c: Context<AppEnv>, deps: Deps): string | undefined {
  */
 function enter(c: Context<AppEnv>, deps: Deps, model: string): Slot | Ticket | Promise<Slot | Ticket> {
   c.var.record.model = model;
+  // Waiting in the queue, or on a model that loads, sends nothing for minutes: Bun's idle timer
+  // is off from here until the answer ends.
+  c.var.holdConnection?.();
   const { fleet } = deps;
   // One instance: no promise on the way (the common case, on every generation).
   if (!fleet) return deps.admission.enter(resolvedModelName(model), c.req.raw.signal, ownerOf(c, deps));
@@ -73,6 +76,11 @@ export async function checkAdmission(c: Context<AppEnv>, deps: Deps, model: stri
   c.var.record.model = model;
   const places = deps.fleet ? await placesFor(c, deps.fleet, deps, model) : undefined;
   deps.admission.check(resolvedModelName(model), ownerOf(c, deps), places);
+}
+
+/** Refuses now (503) a generation that could neither start nor wait whatever its model: before its body is read. */
+export function checkAdmissionAnyModel(c: Context<AppEnv>, deps: Deps) {
+  deps.admission.checkAnyModel(ownerOf(c, deps));
 }
 
 /** The slot itself, waiting for it when it came as a ticket (a 503 when the wait is too long). */

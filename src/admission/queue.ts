@@ -230,6 +230,17 @@ export function createAdmission(limits: AdmissionLimits) {
     },
 
     /**
+     * Refuses early (503) a request that could neither start nor wait now whatever its model: before
+     * its body, which names the model, is read (the queue is full, and its owner or every slot is busy).
+     */
+    checkAnyModel(owner?: string) {
+      if (queue.length < limits.queueTotal) return;
+      if (!ownerHasRoom(owner) || runningTotal >= limits.total * placesSeen) {
+        throw queueFull(`${queue.length} requests are already waiting (MINATO_MAX_QUEUE=${limits.queueTotal})`);
+      }
+    },
+
+    /**
      * A slot for a generation of `model`: at once when there is room, else a ticket for a place
      * in the queue. Throws a 503 when the queue is full; the ticket's slot rejects with a 503 at
      * the queue timeout and with ClientGoneError when `signal` aborts.

@@ -13,19 +13,20 @@ export type RouteFacts = {
    * alone, and this is the most it may take.
    */
   readsOwnBody?: (config: Config) => number;
-  /** The most a JSON body may take, buffered and counted by the limits middleware (default MINATO_MAX_BODY_BYTES). */
+  /** The most a JSON body may take, counted as it is read (default MINATO_MAX_BODY_BYTES). */
   bodyLimit?: (config: Config) => number;
+  /** The body is parsed whole into objects (several times its size): it counts for more of MINATO_BODY_BUDGET. */
+  parsesBody?: boolean;
   /** Still answers while Minato drains for shutdown (probes and metrics). */
   duringDrain?: boolean;
   /** The API dialect its errors are rendered in (default Minato's own `{detail, code}`). */
   surface?: Surface;
   /**
-   * The route waits on Ollama, which sends nothing while it loads a model (minutes). Bun.serve
-   * closes a connection silent for `idleTimeout` seconds (10 by default, 255 at most), which cut a
-   * request waiting on a cold model with an empty reply; for these routes Bun's idle timer is
-   * switched off (by the limits middleware), and Minato's own upstream deadlines
-   * (MINATO_FIRST_BYTE_TIMEOUT, MINATO_STREAM_IDLE_TIMEOUT) bound the wait instead. A fact
-   * rather than a middleware of its own: every layer costs each request.
+   * The route waits on Ollama without being a generation (a pull, an install, a blob upload),
+   * silent for minutes. Bun.serve closes a connection silent for `idleTimeout` seconds (10), which
+   * would cut it; for these routes Bun's idle timer is switched off once the key's scope is checked
+   * and switched back on when the answer ends (generations: while they hold an admission slot).
+   * Minato's own deadlines bound the wait instead.
    */
   longWait?: boolean;
 };
@@ -41,8 +42,10 @@ export function withFacts<R extends { method: string; path: string }>(route: R, 
 
 /** The facts of the route this request matched, if any (usable in global middleware: routing is done). */
 export function factsOf(c: Context): RouteFacts | undefined {
+  // The first route that is not a middleware is the one that answers (a path may match several:
+  // `/health` matches `GET /{model_name}` too, registered later).
   const routes = matchedRoutes(c);
-  for (let i = routes.length - 1; i >= 0; i--) {
+  for (let i = 0; i < routes.length; i++) {
     const route = routes[i]!;
     if (route.method === 'ALL') continue;
     // Looked up once per route (several middlewares ask on every request).

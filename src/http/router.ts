@@ -25,6 +25,10 @@ export type AppEnv = Env & {
     record: RequestRecord;
     /** The key the request was made with (absent when no keys are configured, or on public paths). */
     apiKey?: ApiKey;
+    /** The client's address (behind a trusted proxy, from X-Forwarded-For). */
+    client: () => string;
+    /** Switches Bun's idle timer off until the answer ends (a long, silent wait on Ollama). */
+    holdConnection?: () => void;
   };
 };
 

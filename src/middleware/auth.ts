@@ -6,6 +6,7 @@ import { allows, findKey, presentedKey, type Scope } from '../security/api-keys'
 import { ApiError } from '../http/errors';
 import { createRateLimiter, type RateLimiter, type SharedRateLimiter } from '../security/rate-limit';
 import type { AppEnv } from '../http/router';
+import { factsOf } from '../http/route-facts';
 import { jsonError as authErrorResponse } from '../openapi/schemas';
 
 /** The two ways to send a key, as declared in the OpenAPI document (so /docs can send one). */
@@ -50,7 +51,7 @@ export function authenticate(
   failures: RateLimiter = createRateLimiter(),
 ) {
   const keys = config.apiKeys;
-  const addressOf = (c: Context<AppEnv>) => c.env?.server?.requestIP(c.req.raw)?.address ?? 'local';
+  const addressOf = (c: Context<AppEnv>) => c.var.client();
   const limitByAddress = keys.length === 0 && !isLoopback(config.host);
   // The client's address is looked up (a cost on every request) only while some address has
   // wrong keys counted: a bucket refills within the minute after its last failure.
@@ -75,22 +76,24 @@ export function authenticate(
       if (presented === undefined) {
         throw unauthorized('This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.');
       }
-      // Key guessing is slowed per client address: past AUTH_FAILURES_PER_MINUTE wrong keys, the
-      // address is refused before its key is even checked, until Retry-After.
-      const recentFailures = performance.now() - lastFailureAt < 61_000;
-      const wait = recentFailures ? failures.wait(`fail:${addressOf(c)}`, AUTH_FAILURES_PER_MINUTE) : 0;
-      if (wait > 0) {
-        throw new ApiError(
-          429,
-          `Too many requests with a wrong API key from this address (more than ${AUTH_FAILURES_PER_MINUTE} a minute). Retry after ${wait} s with a valid key.`,
-          'too_many_auth_failures',
-          { 'Retry-After': String(wait) },
-        );
-      }
       const key = findKey(keys, presented);
       if (!key) {
+        // Key guessing is slowed per client address: past AUTH_FAILURES_PER_MINUTE wrong keys, the
+        // address gets 429 instead of 401 until Retry-After. A valid key is never refused for what
+        // another client on the same address sent (behind a balancer, see MINATO_TRUSTED_PROXIES).
+        const address = addressOf(c);
+        const recentFailures = performance.now() - lastFailureAt < 61_000;
+        const wait = recentFailures ? failures.wait(`fail:${address}`, AUTH_FAILURES_PER_MINUTE) : 0;
+        if (wait > 0) {
+          throw new ApiError(
+            429,
+            `Too many requests with a wrong API key from this address (more than ${AUTH_FAILURES_PER_MINUTE} a minute). Retry after ${wait} s with a valid key.`,
+            'too_many_auth_failures',
+            { 'Retry-After': String(wait) },
+          );
+        }
         lastFailureAt = performance.now();
-        failures.take(`fail:${addressOf(c)}`, AUTH_FAILURES_PER_MINUTE);
+        failures.take(`fail:${address}`, AUTH_FAILURES_PER_MINUTE);
         throw unauthorized('The API key is not valid. Check it against MINATO_API_KEYS.', 'invalid_token');
       }
       c.set('apiKey', key);
@@ -138,6 +141,8 @@ export const requireScope = (scope: Scope) =>
         'forbidden',
       );
     }
+    // A pull or an install may be silent for minutes: Bun's idle timer is off until it is answered.
+    if (factsOf(c)?.longWait) c.var.holdConnection?.();
     return next();
   });
 

@@ -1,9 +1,8 @@
-import type { Context, Next } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import type { Config } from '../config';
 import { ApiError } from '../http/errors';
-import { factsOf, type RouteFacts } from '../http/route-facts';
-import { readBodyLimited } from '../uploads/images';
+import { factsOf } from '../http/route-facts';
+import { type BodyBudget, DeferredBody, deferBody } from '../http/body';
 import type { Lifecycle } from '../lifecycle';
 import { type AppEnv, hasParsedHost } from '../http/router';
 
@@ -16,8 +15,8 @@ import { type AppEnv, hasParsedHost } from '../http/router';
  *
  * While draining for shutdown, new work gets a 503 that says so.
  */
-export function requestLimits(config: Config, lifecycle: Lifecycle) {
-  // Synchronous but for a chunked body (read and counted here): no async frame on every request.
+export function requestLimits(config: Config, lifecycle: Lifecycle, budget: BodyBudget) {
+  // Synchronous: no async frame on every request.
   return createMiddleware<AppEnv>((c, next) => {
     const url = c.req.url;
     // The request target: the URL from its path on (Bun leaves the URL relative for a bad Host).
@@ -43,39 +42,36 @@ export function requestLimits(config: Config, lifecycle: Lifecycle) {
     // The route's own facts: an upload route counts its body itself; a JSON route may take more
     // than the default (chat); everything else at most MINATO_MAX_BODY_BYTES.
     const facts = factsOf(c);
-    if (!facts?.readsOwnBody) {
-      const limit = facts?.bodyLimit?.(config) ?? config.maxBodyBytes;
-      const overLimit = (what: string) =>
-        new ApiError(
-          413,
-          `The body is ${what} bytes; this route takes at most ${limit}${facts?.bodyLimit ? '' : ' (MINATO_MAX_BODY_BYTES)'}.`,
-          'body_too_large',
-        );
-      const length = c.req.header('content-length');
-      if (Number(length ?? 0) > limit) throw overLimit(String(Number(length)));
-      // A chunked body declares no length: it is counted as it is read, refused past the limit,
-      // and kept for the route to parse (Hono reads it from this cache).
-      if (length === undefined && c.req.header('transfer-encoding') !== undefined && c.req.raw.body) {
-        return readBodyLimited(c.req.raw, limit, () => overLimit('over')).then((bytes) => {
-          (c.req as unknown as { bodyCache: { arrayBuffer?: Promise<ArrayBuffer> } }).bodyCache.arrayBuffer = Promise.resolve(
-            bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
-          );
-          return admit(c, next, facts);
-        });
-      }
-    }
-    return admit(c, next, facts);
-  });
-
-  /** The last checks, once the body is known to be within its limit. */
-  function admit(c: Context<AppEnv>, next: Next, facts: RouteFacts | undefined) {
-    if (facts?.longWait) c.env?.server?.timeout(c.req.raw, 0);
     if (lifecycle.draining && !facts?.duringDrain) {
       throw new ApiError(503, 'Minato is shutting down. Retry on another instance, or in a few seconds.', 'shutting_down', {
         'Retry-After': '5',
         Connection: 'close',
       });
     }
-    return next();
-  }
+    if (facts?.readsOwnBody || c.req.raw.body === null) return next();
+    const limit = facts?.bodyLimit?.(config) ?? config.maxBodyBytes;
+    const overLimit = (what: string) =>
+      new ApiError(
+        413,
+        `The body is ${what} bytes; this route takes at most ${limit}${facts?.bodyLimit ? '' : ' (MINATO_MAX_BODY_BYTES)'}.`,
+        'body_too_large',
+      );
+    // A declared length over the limit is refused now, whatever the route; the body itself is
+    // read only when the handler asks for it (after the key, scope and admission checks), within
+    // the limit, the upload deadline and the budget of all bodies in flight.
+    const length = c.req.header('content-length');
+    if (length !== undefined && Number(length) > limit) throw overLimit(String(Number(length)));
+    const body = new DeferredBody(c.req.raw, {
+      limit,
+      overLimit,
+      budget,
+      weight: facts?.parsesBody ? PARSED_BODY_WEIGHT : 1,
+      timeoutMs: config.bodyTimeoutMs,
+    });
+    deferBody(c, body);
+    return next().finally(() => body.release());
+  });
 }
+
+/** Budget bytes per body byte for a body parsed whole (text, then objects and strings: measured ≈ 3–4×). */
+export const PARSED_BODY_WEIGHT = 4;

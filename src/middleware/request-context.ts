@@ -15,7 +15,12 @@ export type RequestContextOptions = {
   lifecycle: Lifecycle;
   /** Where request log lines go (stdout by default); undefined turns the log off. */
   log?: RequestLog;
+  /** The client's address from the peer's and `X-Forwarded-For` (see MINATO_TRUSTED_PROXIES). */
+  clientAddress?: (peer: string, forwardedFor: string | undefined) => string;
 };
+
+/** Bun.serve's idle timeout (seconds): a connection silent this long is closed. */
+export const IDLE_TIMEOUT_SECONDS = 10;
 
 /**
  * The outermost middleware: gives every request an id (the client's `X-Request-Id`, or a new
@@ -24,7 +29,7 @@ export type RequestContextOptions = {
  * to the log: id, route, model, key id (never the key), status, time to first byte, duration,
  * bytes, whether the client left, Ollama's status. Prompts and query strings are never logged.
  */
-export function requestContext({ metrics, lifecycle, log }: RequestContextOptions) {
+export function requestContext({ metrics, lifecycle, log, clientAddress = (peer) => peer }: RequestContextOptions) {
   /** One request's log line; `end` for a stream. Written once, however many ends are reported. */
   const finish = (
     request: RequestSummary,
@@ -37,6 +42,7 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
     if (request.finished) return;
     request.finished = true;
     request.done();
+    request.restoreIdle?.();
     if (!log) return;
     const { record, startedAt } = request;
     const now = performance.now();
@@ -54,6 +60,7 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
         model: record.model,
         instance: record.instance,
         key_id: record.keyId,
+        client: request.client(),
         status,
         error: record.errorCode ?? end?.errorKind,
         ttfb_ms: firstByte === undefined ? undefined : round(firstByte - startedAt),
@@ -85,6 +92,8 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
       readonly slot: { release(): void } | undefined,
     ) {
       this.#metric = metrics?.stream(route, request.method, request.startedAt);
+      // Known while the request is live: its log line is written when the stream ends.
+      request.client();
     }
     firstByte() {
       this.#firstByteAt = performance.now();
@@ -111,6 +120,7 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
     const record: RequestRecord = {};
     c.set('record', record);
     attachRecord(c.req.raw.signal, record);
+    let client: string | undefined;
     const request: RequestSummary = {
       id: requestId,
       method: c.req.method,
@@ -119,7 +129,22 @@ export function requestContext({ metrics, lifecycle, log }: RequestContextOption
       record,
       done: lifecycle.begin(),
       finished: false,
+      client: () => {
+        client ??= clientAddress(c.env?.server?.requestIP(c.req.raw)?.address ?? 'local', c.req.header('x-forwarded-for'));
+        return client;
+      },
     };
+    c.set('client', request.client);
+    // A generation holding a slot, or a pull, may wait on Ollama for minutes in silence: Bun's idle
+    // timer is off while it does, and back on when its answer ends (Bun keeps the setting for the
+    // whole keep-alive connection).
+    c.set('holdConnection', () => {
+      const server = c.env?.server;
+      if (!server || request.restoreIdle || request.finished) return;
+      const raw = c.req.raw;
+      server.timeout(raw, 0);
+      request.restoreIdle = () => server.timeout(raw, IDLE_TIMEOUT_SECONDS);
+    });
 
     let streaming = false;
     c.set('observeStream', (slot) => {
@@ -178,6 +203,10 @@ type RequestSummary = {
   done: () => void;
   /** Its line is written (one per request, even when a stream its 503 replaced ends later). */
   finished: boolean;
+  /** The client's address (resolved once, on first use). */
+  client: () => string;
+  /** Switches Bun's idle timer back on, when it was switched off for a long wait. */
+  restoreIdle?: () => void;
 };
 
 const round = (ms: number) => Math.round(ms * 10) / 10;

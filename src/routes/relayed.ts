@@ -1,7 +1,7 @@
 import type { RouteConfig } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
-import { admittedStream, admittedWhole } from '../admission/admitted';
+import { admittedStream, admittedWhole, checkAdmissionAnyModel } from '../admission/admitted';
 import type { Deps } from '../deps';
 import { ApiError } from '../http/errors';
 import { isValidModelName } from '../http/model-name';
@@ -9,7 +9,7 @@ import type { AppEnv, AppRouter } from '../http/router';
 import { anyKey, secured } from '../middleware/auth';
 import type { StreamObserver } from '../observability/metrics';
 import type { Scope } from '../security/api-keys';
-import { parseObject } from '../streaming/ndjson';
+import { type JsonFields, scanFields } from '../http/json-fields';
 
 /**
  * What the two relayed surfaces (Ollama's `/api/*`, OpenAI's `/v1/*`) share: a policy row per
@@ -18,18 +18,24 @@ import { parseObject } from '../streaming/ndjson';
  * through the queue.
  */
 
-/** Reads the body once, as bytes, before anything else: what is relayed is what the client sent. */
-export const keepRawBody = createMiddleware<AppEnv>(async (c, next) => {
-  await c.req.arrayBuffer();
-  await next();
-});
+/**
+ * Refuses a generation the queue could not take whatever its model, before its body is read (the
+ * body, which names the model, may be tens of MiB).
+ */
+export const refuseBeforeBody = (deps: Deps) =>
+  createMiddleware<AppEnv>((c, next) => {
+    checkAdmissionAnyModel(c, deps);
+    return next();
+  });
 
-/** The request's JSON object body, as the bytes it came in and parsed (400 when it is not one). */
-export async function jsonBody(c: Context<AppEnv>): Promise<{ raw: Uint8Array; body: Record<string, unknown> }> {
+/**
+ * The request's JSON object body, as the bytes it came in (what is relayed is what the client
+ * sent), with `fields` found as Ollama would read them (a 400 when the body is not one object, or
+ * spells one of them ambiguously). The rest is never parsed.
+ */
+export async function jsonBody(c: Context<AppEnv>, fields: readonly string[]): Promise<{ raw: Uint8Array; body: JsonFields }> {
   const raw = new Uint8Array(await c.req.arrayBuffer());
-  const body = parseObject(new TextDecoder().decode(raw));
-  if (!body) throw new ApiError(400, 'The body is not a JSON object.', 'malformed_body');
-  return { raw, body };
+  return { raw, body: scanFields(raw, fields) };
 }
 
 /** A model name from a body, checked like every model name Minato passes on, and noted for the log. */
@@ -66,11 +72,11 @@ export function registerRelayed<P extends { scope: Scope | 'any' }>(
   app: AppRouter,
   deps: Deps,
   policies: P[],
-  routeOf: (policy: P) => RouteConfig,
+  routeOf: (policy: P, deps: Deps) => RouteConfig,
   relay: (c: Context<AppEnv>, deps: Deps, policy: P) => Promise<Response>,
 ) {
   for (const policy of policies) {
-    const route = routeOf(policy);
+    const route = routeOf(policy, deps);
     const guarded = policy.scope === 'any' ? anyKey(deps.config, route) : secured(deps.config, route, policy.scope);
     // Routes built in a loop from a table: their handler types cannot be inferred per route.
     app.openapi(guarded, ((c: Context<AppEnv>) => relay(c, deps, policy)) as never);

@@ -29,7 +29,7 @@ describe('size limits: each a clear 4xx with a JSON body', () => {
   });
 
   test('a body over MINATO_MAX_BODY_BYTES on a route that takes no images is a 413, before Ollama is called', async () => {
-    h = startHarness({ MINATO_MAX_BODY_BYTES: '1024' });
+    h = startHarness({ MINATO_MAX_BODY_BYTES: '1024', MINATO_MAX_CHAT_BODY_BYTES: '1024' });
     h.ollama.registry.set('tinyllama', { layers: 1 });
     const big = await fetch(`${h.url}/install/tinyllama`, { method: 'POST', body: 'x'.repeat(4096) });
     expect(big.status).toBe(413);
@@ -37,20 +37,29 @@ describe('size limits: each a clear 4xx with a JSON body', () => {
     expect(h.ollama.requests).toHaveLength(0);
 
     // Chunked: no length to refuse up front, so it is counted while read and cut at the limit.
-    let sent = 0;
-    const endless = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        if (sent > 32 * 1024 * 1024) return controller.close();
-        sent += 16 * 1024;
-        controller.enqueue(new Uint8Array(16 * 1024).fill(0x78));
-        await sleep(1);
-      },
-    });
-    const chunked = await fetch(`${h.url}/install/tinyllama`, { method: 'POST', body: endless, duplex: 'half' } as RequestInit);
+    const endless = () => {
+      const counter = { sent: 0 };
+      const stream = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (counter.sent > 32 * 1024 * 1024) return controller.close();
+          counter.sent += 16 * 1024;
+          controller.enqueue(new Uint8Array(16 * 1024).fill(0x78));
+          await sleep(1);
+        },
+      });
+      return { stream, counter };
+    };
+    const upload = endless();
+    const chunked = await fetch(`${h.url}/api/chat`, { method: 'POST', body: upload.stream, duplex: 'half' } as RequestInit);
     expect(chunked.status).toBe(413);
-    expect((await json(chunked)).detail).toContain('MINATO_MAX_BODY_BYTES');
-    expect(sent).toBeLessThan(4 * 1024 * 1024);
+    expect((await json(chunked)).error).toContain('1024');
+    expect(upload.counter.sent).toBeLessThan(4 * 1024 * 1024);
     expect(h.ollama.requests).toHaveLength(0);
+    // A route that takes no body never reads one: the install is answered, the upload left unread.
+    const ignored = endless();
+    const install = await fetch(`${h.url}/install/tinyllama`, { method: 'POST', body: ignored.stream, duplex: 'half' } as RequestInit);
+    expect(install.status).toBe(200);
+    expect(ignored.counter.sent).toBeLessThan(4 * 1024 * 1024);
     const small = new ReadableStream<Uint8Array>({
       start(controller) {
         controller.enqueue(new Uint8Array(100));

@@ -6,10 +6,11 @@ import { withFacts } from '../../http/route-facts';
 import type { AppEnv, AppRouter } from '../../http/router';
 import { secured } from '../../middleware/auth';
 import { parseObject } from '../../streaming/ndjson';
+import type { JsonFields } from '../../http/json-fields';
 import { answerIdle, consumeNdjson, pullIdle, streamResponse } from '../../streaming/relay';
 import { conversationOf, type Fleet } from '../../ollama/fleet';
 import { listEverywhere, onEvery, pullEverywhere, pullTargets } from '../../ollama/fleet-ops';
-import { admittedRelay, checkedModel, jsonBody, keepRawBody, passThrough, registerRelayed } from '../relayed';
+import { admittedRelay, checkedModel, jsonBody, passThrough, refuseBeforeBody, registerRelayed } from '../relayed';
 import { API_POLICIES, type ApiPolicy } from './policy';
 
 const OllamaError = z.object({ error: z.string() }).openapi('OllamaError');
@@ -43,7 +44,7 @@ const GenerateBody = z
   })
   .openapi('OllamaGenerateRequest');
 
-const routeOf = (policy: ApiPolicy): RouteConfig => {
+const routeOf = (policy: ApiPolicy, deps: Deps): RouteConfig => {
   const schema = policy.path === '/api/chat' ? ChatBody : policy.path === '/api/generate' ? GenerateBody : undefined;
   const body =
     policy.method === 'get'
@@ -70,7 +71,7 @@ const routeOf = (policy: ApiPolicy): RouteConfig => {
       summary: policy.summary,
       description: `Ollama's \`${policy.method.toUpperCase()} ${policy.path}\`, relayed as sent and answered as Ollama answers (streams are Ollama's NDJSON, whatever \`Accept\` says), behind Minato's keys${policy.generation ? ', admission queue' : ''} and deadlines. Minato's own errors are \`{"error": "..."}\`, as Ollama's.`,
       request: body ? { body } : {},
-      middleware: policy.method === 'get' ? [] : [keepRawBody],
+      middleware: policy.generation ? [refuseBeforeBody(deps)] : [],
       responses: {
         200: {
           content: { 'application/json': { schema: AnyJson }, 'application/x-ndjson': { schema: AnyJson } },
@@ -84,18 +85,21 @@ const routeOf = (policy: ApiPolicy): RouteConfig => {
       },
     }),
     // Bodies carry conversations and images (base64): the chat limit, not the 64 KiB default.
-    { surface: 'ollama', bodyLimit: (config) => config.maxChatBodyBytes, longWait: true },
+    { surface: 'ollama', bodyLimit: (config) => config.maxChatBodyBytes, longWait: policy.streams === 'progress' },
   );
 };
 
 /** The body's model name, from the first of the policy's fields that holds one. */
-function modelOf(c: Context<AppEnv>, policy: ApiPolicy, body: Record<string, unknown> | undefined): string | undefined {
+function modelOf(c: Context<AppEnv>, policy: ApiPolicy, body: JsonFields | undefined): string | undefined {
   for (const field of policy.modelFields ?? []) {
-    const model = checkedModel(c, body?.[field]);
+    const model = checkedModel(c, body?.get(field));
     if (model !== undefined) return model;
   }
   return undefined;
 }
+
+/** The fields of a policy's body that Minato reads: its model, whether it streams, a chat's messages. */
+const fieldsOf = (policy: ApiPolicy) => [...(policy.modelFields ?? []), 'stream', ...(policy.path === '/api/chat' ? ['messages'] : [])];
 
 /**
  * Relays one request to Ollama and its answer back: an error status with Ollama's own body as it
@@ -106,11 +110,11 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise
   const { config, ollama, fleet } = deps;
   // With several instances, `?host=` sends the request to one of them.
   const host = fleet?.pin(c.var.record, c.req.query('host'));
-  const { raw, body } = policy.method === 'get' ? { raw: undefined, body: undefined } : await jsonBody(c);
+  const { raw, body } = policy.method === 'get' ? { raw: undefined, body: undefined } : await jsonBody(c, fieldsOf(policy));
   const model = modelOf(c, policy, body);
-  if (fleet && policy.path === '/api/chat') c.var.record.conversation = conversationOf(body?.messages);
+  if (fleet && policy.path === '/api/chat') c.var.record.conversation = conversationOf(body?.get('messages'));
   if (fleet && policy.everywhere) return relayEverywhere(c, deps, fleet, policy, { raw, body, host });
-  const streams = policy.streams !== undefined && body?.stream !== false;
+  const streams = policy.streams !== undefined && body?.get('stream') !== false;
   const idle = policy.streams === 'progress' ? pullIdle(config) : answerIdle(config);
   const isFinal =
     policy.streams === 'progress'
@@ -157,7 +161,7 @@ async function relayEverywhere(
   { config }: Deps,
   fleet: Fleet,
   policy: ApiPolicy,
-  { raw, body, host }: { raw?: Uint8Array; body?: Record<string, unknown>; host?: string },
+  { raw, body, host }: { raw?: Uint8Array; body?: JsonFields; host?: string },
 ): Promise<Response> {
   const signal = c.req.raw.signal;
   if (policy.everywhere === 'list') {
@@ -165,9 +169,16 @@ async function relayEverywhere(
     return c.json({ models: await listEverywhere(fleet, config, policy.path as '/api/tags' | '/api/ps', signal, only) });
   }
   if (policy.everywhere === 'pull') {
-    const call = pullEverywhere(fleet, config, await pullTargets(fleet, host), body ?? {}, signal);
+    const call = pullEverywhere(
+      fleet,
+      config,
+      await pullTargets(fleet, host),
+      (raw && parseObject(new TextDecoder().decode(raw))) || {},
+      signal,
+    );
     const isFinal = (line: Record<string, unknown>) => line.status === 'success';
-    if (body?.stream !== false) return streamResponse(pullIdle(config), call, call.response.body!, 'ndjson', isFinal, c.var.observeStream);
+    if (body?.get('stream') !== false)
+      return streamResponse(pullIdle(config), call, call.response.body!, 'ndjson', isFinal, c.var.observeStream);
     let last: Record<string, unknown> | undefined;
     await consumeNdjson(pullIdle(config), call, signal, 'pull', (line) => {
       last = line;

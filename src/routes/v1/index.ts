@@ -9,7 +9,8 @@ import type { StreamObserver } from '../../observability/metrics';
 import type { Scope } from '../../security/api-keys';
 import { STREAM_HEADERS, parseObject } from '../../streaming/ndjson';
 import { relaySse } from '../../streaming/sse-relay';
-import { admittedRelay, checkedModel, jsonBody, keepRawBody, passThrough, registerRelayed } from '../relayed';
+import { admittedRelay, checkedModel, jsonBody, passThrough, refuseBeforeBody, registerRelayed } from '../relayed';
+import { scanFields } from '../../http/json-fields';
 
 /**
  * OpenAI-compatible `/v1/*`: Ollama's own `/v1` relayed (Ollama does the translation), behind
@@ -33,7 +34,7 @@ const OpenAiError = z
 const openAiError = (description: string) => ({ content: { 'application/json': { schema: OpenAiError } }, description });
 const AnyJson = z.record(z.string(), z.unknown());
 
-const routeOf = (policy: V1Policy): RouteConfig =>
+const routeOf = (policy: V1Policy, deps: Deps): RouteConfig =>
   withFacts(
     createRoute({
       method: policy.method,
@@ -58,7 +59,7 @@ const routeOf = (policy: V1Policy): RouteConfig =>
           : policy.path.includes('{model}')
             ? { params: z.object({ model: z.string().openapi({ param: { name: 'model', in: 'path' } }) }) }
             : {},
-      middleware: policy.method === 'post' ? [keepRawBody] : [],
+      middleware: policy.generation ? [refuseBeforeBody(deps)] : [],
       responses: {
         200: {
           content: { 'application/json': { schema: AnyJson }, 'text/event-stream': { schema: z.string() } },
@@ -72,22 +73,31 @@ const routeOf = (policy: V1Policy): RouteConfig =>
       },
     }),
     // Bodies carry conversations and images (data: URIs): the chat limit, not the 64 KiB default.
-    { surface: 'openai', bodyLimit: (config) => config.maxChatBodyBytes, longWait: true },
+    { surface: 'openai', bodyLimit: (config) => config.maxChatBodyBytes },
   );
 
 async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<Response> {
   const { config, ollama, metrics } = deps;
-  let { raw, body } = policy.method === 'post' ? await jsonBody(c) : { raw: undefined, body: undefined };
-  const model = checkedModel(c, body?.model);
-  if (deps.fleet && policy.path === '/v1/chat/completions') c.var.record.conversation = conversationOf(body?.messages);
-  const streams = body?.stream === true;
+  const fields = policy.method === 'post' ? await jsonBody(c, ['model', 'stream', 'stream_options', 'messages']) : undefined;
+  const body = fields?.body;
+  let raw = fields?.raw;
+  const model = checkedModel(c, body?.get('model'));
+  if (deps.fleet && policy.path === '/v1/chat/completions') c.var.record.conversation = conversationOf(body?.get('messages'));
+  const streams = body?.get('stream') === true;
   // Tokens are counted for every stream: Ollama is asked for the usage chunk even when the client
   // did not ask, and that chunk is then left out of what the client receives.
-  const clientWantsUsage = (body?.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
-  if (streams && !clientWantsUsage && body) {
-    raw = new TextEncoder().encode(
-      JSON.stringify({ ...body, stream_options: { ...(body.stream_options as object), include_usage: true } }),
-    );
+  let clientWantsUsage = false;
+  if (streams && body && raw) {
+    const options = body.get('stream_options');
+    const span = body.spans.get('stream_options');
+    if (options === undefined || options === null) {
+      raw = body.with('stream_options', { include_usage: true });
+    } else if (typeof options === 'object' && !Array.isArray(options) && span) {
+      // Read as Ollama reads it (case-insensitively), the ambiguous spellings refused.
+      clientWantsUsage = scanFields(raw.subarray(span.start, span.end), ['include_usage'], 'stream_options.').get('include_usage') === true;
+      if (!clientWantsUsage) raw = body.with('stream_options', { ...options, include_usage: true });
+    }
+    // Anything else Ollama refuses itself (400), as it would without Minato.
   }
   const startedAt = performance.now();
   const countTokens = (usage: unknown) => {

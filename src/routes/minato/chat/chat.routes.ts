@@ -6,7 +6,7 @@ import { streamContent, streamDocsNote } from '../generate/generate.schemas';
 import { CHAT_REQUEST_EXAMPLE, ChatAnswer, ChatRequest } from './chat.schemas';
 
 /** Chat bodies carry whole conversations with their images: they have their own limit. */
-const chatFacts = { bodyLimit: (config: Config) => config.maxChatBodyBytes, longWait: true };
+const chatFacts = { bodyLimit: (config: Config) => config.maxChatBodyBytes, parsesBody: true };
 
 const chatBody = {
   required: true,

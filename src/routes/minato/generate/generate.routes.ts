@@ -26,7 +26,7 @@ export const generateSync = withFacts(
       ...generationErrors('Ollama rejected the request (e.g. the model cannot generate).'),
     },
   }),
-  { longWait: true },
+  {},
 );
 
 export const generateStream = withFacts(
@@ -49,5 +49,5 @@ export const generateStream = withFacts(
       ...generationErrors('Ollama rejected the request.'),
     },
   }),
-  { longWait: true },
+  {},
 );

@@ -93,7 +93,7 @@ export const visionSync = withFacts(
       ...visionErrors,
     },
   }),
-  { readsOwnBody: maxVisionBodyBytes, longWait: true },
+  { readsOwnBody: maxVisionBodyBytes },
 );
 
 export const visionStream = withFacts(
@@ -110,5 +110,5 @@ export const visionStream = withFacts(
       ...visionErrors,
     },
   }),
-  { readsOwnBody: maxVisionBodyBytes, longWait: true },
+  { readsOwnBody: maxVisionBodyBytes },
 );

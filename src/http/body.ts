@@ -1,0 +1,170 @@
+import type { Context } from 'hono';
+import { ApiError, ClientGoneError } from './errors';
+
+/**
+ * Request bodies, read only when a handler asks for one: after the key, its scope, its rate limit
+ * and (where the route knows the model before the body) admission have all said yes. A request
+ * that is refused never has its body read; Bun discards what it did not read.
+ *
+ * Each body is read within its route's size limit, within MINATO_BODY_TIMEOUT (408 after it), and
+ * within a budget shared by all the bodies in flight (MINATO_BODY_BUDGET): past it, a 503 with
+ * `Retry-After` before a byte is read when the length is declared, or as soon as the budget runs
+ * out for a chunked one. Never an out-of-memory.
+ */
+
+/** What the bodies in flight may hold in all, in bytes. */
+export type BodyBudget = {
+  /** Takes `bytes` from the budget; false (and nothing taken) when they do not fit. */
+  take(bytes: number): boolean;
+  give(bytes: number): void;
+  readonly used: number;
+  readonly limit: number;
+};
+
+export function createBodyBudget(limit: number): BodyBudget {
+  let used = 0;
+  return {
+    take(bytes) {
+      if (used + bytes > limit) return false;
+      used += bytes;
+      return true;
+    },
+    give(bytes) {
+      used = Math.max(0, used - bytes);
+    },
+    get used() {
+      return used;
+    },
+    limit,
+  };
+}
+
+/** How a route's body is to be read. */
+export type BodyRules = {
+  limit: number;
+  overLimit: (what: string) => ApiError;
+  budget: BodyBudget;
+  /** Budget bytes per body byte: a body parsed whole into objects holds several times its size. */
+  weight: number;
+  timeoutMs: number;
+  /** Seconds a client refused for the budget is told to wait. */
+  retryAfterSeconds?: number;
+};
+
+/** A body being read, and the budget it holds until the request is answered. */
+export class DeferredBody {
+  #reserved = 0;
+  #promise: Promise<ArrayBuffer> | undefined;
+  constructor(
+    readonly request: Request,
+    readonly rules: BodyRules,
+  ) {}
+
+  /** The body's bytes, read on the first call. */
+  read(): Promise<ArrayBuffer> {
+    this.#promise ??= this.#read();
+    return this.#promise;
+  }
+
+  /** Gives back what the body took from the budget (the request is answered). */
+  release() {
+    this.rules.budget.give(this.#reserved);
+    this.#reserved = 0;
+  }
+
+  #reserve(bytes: number) {
+    const cost = bytes * this.rules.weight;
+    if (!this.rules.budget.take(cost)) {
+      const { budget } = this.rules;
+      throw new ApiError(
+        503,
+        `Minato is holding ${Math.round(budget.used / 1024 / 1024)} MiB of request bodies, its budget is ${Math.round(budget.limit / 1024 / 1024)} MiB (MINATO_BODY_BUDGET); this body does not fit now. Retry after the number of seconds in Retry-After.`,
+        'body_budget_exhausted',
+        { 'Retry-After': String(this.rules.retryAfterSeconds ?? 2) },
+      );
+    }
+    this.#reserved += cost;
+  }
+
+  async #read(): Promise<ArrayBuffer> {
+    const { request, rules } = this;
+    const length = request.headers.get('content-length');
+    const declared = length === null ? undefined : Number(length);
+    if (declared !== undefined && declared > rules.limit) throw rules.overLimit(String(declared));
+    if (!request.body) return new ArrayBuffer(0);
+    // A declared length is taken from the budget before a byte is read; a chunked body as it comes.
+    if (declared !== undefined) this.#reserve(declared);
+    const reader = request.body.getReader();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      reader.cancel().catch(() => {});
+    }, rules.timeoutMs);
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    try {
+      for (;;) {
+        let next: { done: boolean; value?: Uint8Array };
+        try {
+          next = await reader.read();
+        } catch (error) {
+          throw this.#readError(error, timedOut);
+        }
+        if (next.done || !next.value) break;
+        if (timedOut) throw this.#readError(undefined, true);
+        const chunk = next.value;
+        total += chunk.length;
+        if (total > rules.limit) throw rules.overLimit('over');
+        if (declared === undefined) this.#reserve(chunk.length);
+        chunks.push(chunk);
+      }
+      if (timedOut) throw this.#readError(undefined, true);
+    } catch (error) {
+      await reader.cancel().catch(() => {});
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (chunks.length === 1) {
+      const only = chunks[0]!;
+      return only.byteOffset === 0 && only.byteLength === only.buffer.byteLength
+        ? (only.buffer as ArrayBuffer)
+        : (only.buffer.slice(only.byteOffset, only.byteOffset + only.byteLength) as ArrayBuffer);
+    }
+    const whole = new Uint8Array(total);
+    let at = 0;
+    for (const chunk of chunks) {
+      whole.set(chunk, at);
+      at += chunk.length;
+    }
+    return whole.buffer;
+  }
+
+  #readError(error: unknown, timedOut: boolean): Error {
+    if (timedOut) {
+      return new ApiError(
+        408,
+        `The request body did not arrive within ${this.rules.timeoutMs / 1000} s (MINATO_BODY_TIMEOUT). Send it faster, or raise the limit.`,
+        'body_timeout',
+        { Connection: 'close' },
+      );
+    }
+    if (error instanceof ApiError) return error;
+    // The client went away mid-upload: nobody is left to answer (logged as 499, not an error).
+    if (this.request.signal.aborted) return new ClientGoneError();
+    return new ApiError(400, 'The request body could not be read to the end (the upload was interrupted).', 'malformed_body');
+  }
+}
+
+/**
+ * Makes every read of the request's body through Hono (`c.req.arrayBuffer()`, `json()`, `text()`,
+ * the validators) go through `body`: Hono reads a body from its cache when one is there, so the
+ * cache is given a getter that starts the read on first use.
+ */
+export function deferBody(c: Context, body: DeferredBody) {
+  Object.defineProperty((c.req as unknown as { bodyCache: object }).bodyCache, 'arrayBuffer', {
+    get: () => body.read(),
+    enumerable: true,
+    configurable: true,
+  });
+}
