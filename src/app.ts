@@ -86,7 +86,13 @@ export function createApp({
   app.use('*', requestLimits(config, lifecycle, createBodyBudget(config.bodyBudgetBytes)));
   if (config.corsOrigins.length > 0) app.use('*', corsFor(config.corsOrigins));
   // Per-key limits in Redis when several replicas share them (MINATO_REDIS_URL), else in this process.
-  app.use('*', authenticate(config, config.redisUrl ? createRedisRateLimiter(config.redisUrl, logLine) : createRateLimiter()));
+  app.use(
+    '*',
+    authenticate(
+      config,
+      config.redisUrl ? createRedisRateLimiter(config.redisUrl, logLine, { timeoutMs: config.redisTimeoutMs }) : createRateLimiter(),
+    ),
+  );
 
   if (metrics) {
     metrics.gauge('minato_queue_waiting', "Generations waiting in Minato's queue for a slot.", () => admission.queued);

@@ -22,7 +22,7 @@ export function parseAddress(text: string): Uint8Array | undefined {
   const lastColon = value.lastIndexOf(':');
   if (value.slice(lastColon + 1).includes('.')) {
     const v4 = parseAddress(value.slice(lastColon + 1));
-    if (!v4 || v4.length !== 4) return undefined;
+    if (v4?.length !== 4) return undefined;
     tail = [(v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!];
     value = value.slice(0, lastColon + 1);
     if (!value.endsWith('::')) value = value.slice(0, -1);

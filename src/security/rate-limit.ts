@@ -100,43 +100,88 @@ return {allowed, tostring(tokens)}
 `;
 
 export type SharedRateLimiter = {
-  take(client: string, limit: number): Promise<RateDecision>;
+  take(client: string, limit: number): RateDecision | Promise<RateDecision>;
   close(): void;
 };
 
-export function createRedisRateLimiter(url: string, log: (level: 'warn' | 'info', msg: string) => void): SharedRateLimiter {
+/** After a Redis command fails or times out, how long limits stay in this process before Redis is tried again. */
+const RETRY_REDIS_MS = 1000;
+
+/**
+ * Every command has a deadline (MINATO_REDIS_TIMEOUT_MS, tens of milliseconds): a Redis that stops
+ * answering (paused, a full network queue) must not stall requests. Past it, or on any error, the
+ * request is counted in this process (fail open), and for the next second no request waits on
+ * Redis at all; then one request tries it again. Said once in the log when Redis goes, once when
+ * it is back. The URL is checked at start (a PING), so that a wrong one is told at once.
+ */
+export function createRedisRateLimiter(
+  url: string,
+  log: (level: 'warn' | 'info', msg: string) => void,
+  { timeoutMs = 50 }: { timeoutMs?: number } = {},
+): SharedRateLimiter {
   const local = createRateLimiter();
   const redis = new Bun.RedisClient(url, { autoReconnect: true, enableOfflineQueue: false, connectionTimeout: 1000 });
   let down = false;
-  // Commands fail at once while disconnected (no offline queue): the first ones wait for the connection.
-  let connecting: Promise<unknown> | undefined = redis.connect().catch((error) => error);
-  const fallBack = (error: unknown) => {
+  /** While Redis is thought down: when to try it again. */
+  let retryAt = 0;
+  let trying = false;
+  const fallBack = (why: string) => {
+    retryAt = performance.now() + RETRY_REDIS_MS;
     if (!down) {
       down = true;
-      log(
-        'warn',
-        `Redis at MINATO_REDIS_URL is unavailable (${(error as Error)?.message ?? error}); rate limits are counted per process until it is back.`,
-      );
+      log('warn', `Redis at MINATO_REDIS_URL is unavailable (${why}); rate limits are counted per process until it is back.`);
     }
   };
+  /** A command with its deadline: rejects after `ms` whatever Redis does. */
+  const withDeadline = <T>(command: Promise<T>, ms: number): Promise<T> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms (MINATO_REDIS_TIMEOUT_MS)`)), ms);
+    });
+    command.catch(() => {}); // settled later, or never: nobody waits on it past the deadline
+    return Promise.race([command, deadline]).finally(() => clearTimeout(timer));
+  };
+  // At start: connect and PING within a second, so that a wrong URL or a Redis that is not there
+  // is said now, not at the first request.
+  let connecting: Promise<void> | undefined = withDeadline(
+    redis.connect().then(() => redis.send('PING', [])),
+    1000,
+  ).then(
+    () => log('info', 'Redis at MINATO_REDIS_URL answers; rate limits are shared.'),
+    (error) => fallBack((error as Error)?.message ?? String(error)),
+  );
   return {
-    async take(client, limit) {
-      if (connecting) {
-        await connecting;
-        connecting = undefined;
-      }
-      try {
-        const [allowed, tokens] = (await redis.send('EVAL', [TAKE, '1', `minato:rate:${client}`, String(limit)])) as [number, string];
-        if (down) {
-          down = false;
-          log('info', 'Redis at MINATO_REDIS_URL is back; rate limits are shared again.');
-        }
-        return decisionOf(limit, Number(tokens), allowed === 1);
-      } catch (error) {
-        fallBack(error);
-        return local.take(client, limit);
-      }
+    take(client, limit) {
+      // Thought down: counted here without waiting, but for one request a second that tries Redis.
+      if (down && (performance.now() < retryAt || trying)) return local.take(client, limit);
+      return shared(client, limit);
     },
     close: () => redis.close(),
   };
+
+  async function shared(client: string, limit: number): Promise<RateDecision> {
+    if (connecting) {
+      // The first requests wait for the start-up check, but no longer than a command would.
+      const settled = await Promise.race([connecting.then(() => true), Bun.sleep(timeoutMs).then(() => false)]);
+      if (!settled || down) return local.take(client, limit);
+      connecting = undefined;
+    }
+    trying = down;
+    try {
+      const [allowed, tokens] = (await withDeadline(
+        redis.send('EVAL', [TAKE, '1', `minato:rate:${client}`, String(limit)]),
+        timeoutMs,
+      )) as [number, string];
+      if (down) {
+        down = false;
+        log('info', 'Redis at MINATO_REDIS_URL is back; rate limits are shared again.');
+      }
+      return decisionOf(limit, Number(tokens), allowed === 1);
+    } catch (error) {
+      fallBack((error as Error)?.message ?? String(error));
+      return local.take(client, limit);
+    } finally {
+      trying = false;
+    }
+  }
 }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { existsSync } from 'node:fs';
+import { loadConfig } from '../../src/config';
 import { type Harness, sleep, startHarness } from '../helpers';
 
 // Two Minato replicas sharing per-key rate limits through a real redis-server (Debian's package;
@@ -77,4 +78,55 @@ describe.skipIf(!REDIS)('per-key rate limits shared through Redis (MINATO_REDIS_
     }
     expect(logs.some((line) => line.includes('Redis at MINATO_REDIS_URL is back; rate limits are shared again'))).toBe(true);
   }, 20_000);
+
+  test('a Redis that stops answering (SIGSTOP) stalls nothing: every request is answered within its deadline, limits fail open, and sharing resumes', async () => {
+    const before = logs.filter((line) => line.includes('is unavailable')).length;
+    process.kill(redis!.pid, 'SIGSTOP');
+    try {
+      const startedAt = performance.now();
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          (i % 2 === 0 ? call(a) : fetch(`${b.url}/api/tags`, { headers: { 'X-API-Key': KEY } })).then((r) => r.status),
+        ),
+      );
+      const took = performance.now() - startedAt;
+      // A paused Redis is given MINATO_REDIS_TIMEOUT_MS (50 ms), not the 100 s the TCP connection would wait.
+      expect(took).toBeLessThan(2000);
+      expect(answers.every((status) => status === 200 || status === 429)).toBe(true);
+      expect(answers.filter((status) => status === 200).length).toBeGreaterThan(0);
+      const down = logs.filter((line) => line.includes('is unavailable')).slice(before);
+      // Once per replica that found it up (b may still count on its own since the last test), not once per request.
+      expect(down.length).toBeGreaterThanOrEqual(1);
+      expect(down.length).toBeLessThanOrEqual(2);
+      expect(down[0]).toContain('MINATO_REDIS_TIMEOUT_MS');
+    } finally {
+      process.kill(redis!.pid, 'SIGCONT');
+    }
+    const backBefore = logs.filter((line) => line.includes('is back')).length;
+    for (let i = 0; i < 40 && logs.filter((line) => line.includes('is back')).length === backBefore; i++) {
+      await call(a);
+      await sleep(100);
+    }
+    expect(logs.filter((line) => line.includes('is back')).length).toBeGreaterThan(backBefore);
+  }, 20_000);
+});
+
+describe.skipIf(!REDIS)('MINATO_REDIS_URL checked at start', () => {
+  test('a Redis that is not there is reported at start, before any request; a URL that is not Redis is a config error', async () => {
+    const lines: string[] = [];
+    const nowhere = startHarness({ MINATO_API_KEYS: `${KEY} id=shared rpm=4`, MINATO_REDIS_URL: 'redis://127.0.0.1:1' }, undefined, {
+      log: (line) => lines.push(line),
+    });
+    try {
+      for (let i = 0; i < 30 && !lines.some((line) => line.includes('is unavailable')); i++) await sleep(50);
+      expect(lines.some((line) => line.includes('Redis at MINATO_REDIS_URL is unavailable'))).toBe(true);
+      // And requests are answered at once, counted in the process.
+      const startedAt = performance.now();
+      expect((await call(nowhere)).status).toBe(200);
+      expect(performance.now() - startedAt).toBeLessThan(500);
+    } finally {
+      await nowhere.close();
+    }
+    expect(() => loadConfig({ MINATO_REDIS_URL: 'localhost:6379' })).toThrow(/MINATO_REDIS_URL.*must be a Redis URL/);
+  });
 });
