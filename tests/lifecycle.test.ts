@@ -89,7 +89,14 @@ describe('graceful shutdown (SIGTERM)', () => {
     await sleep(100);
     const ready = await requestOn(await openConnection(url), '/ready');
     expect(ready).toStartWith('HTTP/1.1 503');
-    expect(ready).toContain('shutting_down');
+    expect(ready).toContain('"code":"draining"');
+    // Liveness and metrics still answer while draining (a probe must not restart a draining process).
+    const health = await fetch(`${url}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok' });
+    const metrics = await fetch(`${url}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain('minato_requests_total');
     const refused = await fetch(`${url}/short?message=hi`);
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBeTruthy();

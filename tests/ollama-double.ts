@@ -183,6 +183,47 @@ function goDecodeError(text: string): string {
   return 'unexpected EOF';
 }
 
+/** Fields of Ollama's request types (api.GenerateRequest, ChatRequest, EmbedRequest, PullRequest, …, and its /v1 ones). */
+const GO_FIELDS = [
+  'model',
+  'name',
+  'source',
+  'destination',
+  'stream',
+  'stream_options',
+  'include_usage',
+  'messages',
+  'prompt',
+  'suffix',
+  'system',
+  'format',
+  'options',
+  'keep_alive',
+  'think',
+  'images',
+  'tools',
+  'input',
+  'truncate',
+];
+
+/**
+ * Keys as Go's encoding/json assigns them: a key matches a field case-insensitively (ASCII, plus
+ * `ſ` for s and the Kelvin sign for k), and of several the last wins. `{"Model":"x"}` is a model.
+ */
+function goFields(body: Record<string, unknown>): Record<string, unknown> {
+  const fold = (key: string) =>
+    key
+      .replace(/\u017f/g, 's')
+      .replace(/\u212a/g, 'k')
+      .replace(/[A-Z]/g, (ch) => ch.toLowerCase());
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(body)) {
+    const field = GO_FIELDS.find((name) => name === fold(key)) ?? key;
+    out[field] = field === 'stream_options' && value && typeof value === 'object' ? goFields(value as Record<string, unknown>) : value;
+  }
+  return out;
+}
+
 async function readJsonBody(request: Request): Promise<{ body?: Record<string, unknown>; error?: Response }> {
   const text = await request.text();
   if (text === '') return { error: jsonResponse(400, { error: 'missing request body' }) };
@@ -191,7 +232,7 @@ async function readJsonBody(request: Request): Promise<{ body?: Record<string, u
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       return { error: jsonResponse(400, { error: 'json: cannot unmarshal into Go value of type api.GenerateRequest' }) };
     }
-    return { body: body as Record<string, unknown> };
+    return { body: goFields(body as Record<string, unknown>) };
   } catch {
     return { error: jsonResponse(400, { error: goDecodeError(text) }) };
   }

@@ -62,7 +62,7 @@ const ready = withFacts(
     responses: {
       200: { content: { 'application/json': { schema: Ready } }, description: 'Ollama is reachable.' },
       503: jsonError(
-        'Ollama is not reachable or not healthy, or Minato is shutting down.',
+        'Ollama is not reachable or not healthy (`not_ready`), or Minato is draining for shutdown (`draining`).',
         'not_ready',
         'Ollama at http://127.0.0.1:11434 is not ready: Unable to connect. Check that Ollama is running and that OLLAMA_HOST points at it.',
       ),
@@ -78,7 +78,12 @@ export function registerHealthRoutes(app: AppRouter, { config, ollama, fleet }: 
     // With keys configured, Ollama's address and version are for key holders; the status is for anyone.
     const details = config.apiKeys.length === 0 || c.var.apiKey !== undefined;
     if (lifecycle.draining) {
-      return c.json({ detail: 'Minato is shutting down and takes no new work.', code: 'shutting_down' }, 503);
+      // A balancer takes it out of rotation; what is in flight finishes (MINATO_SHUTDOWN_GRACE).
+      return c.json(
+        { detail: 'Minato is draining for shutdown: it finishes what is in flight and takes no new work.', code: 'draining' },
+        503,
+        { 'Retry-After': '5' },
+      );
     }
     const notReady = (why: string) =>
       c.json(

@@ -1,5 +1,7 @@
 import type { Context } from 'hono';
-import { admittedStream, admittedSync } from '../../../admission/admitted';
+import { createMiddleware } from 'hono/factory';
+import { admittedStream, admittedSync, checkAdmission, checkAdmissionAnyModel } from '../../../admission/admitted';
+import { isValidModelName } from '../../../http/model-name';
 import type { Deps } from '../../../deps';
 import { ApiError } from '../../../http/errors';
 import { type AppEnv, createRouter } from '../../../http/router';
@@ -73,14 +75,22 @@ export function chatRoutes(deps: Deps, capabilitiesOf: CapabilityLookup) {
     return body;
   };
 
+  /** Refuses (503) a conversation the queue could not take now, before its body (up to 32 MiB) is read. */
+  const admitBeforeBody = createMiddleware<AppEnv>(async (c, next) => {
+    const model = c.req.param('model_name');
+    if (model !== undefined && isValidModelName(model)) await checkAdmission(c, deps, model);
+    else checkAdmissionAnyModel(c, deps);
+    await next();
+  });
+
   return createRouter()
-    .openapi(secured(config, chatSyncRoute, 'generate'), async (c) => {
+    .openapi(secured(config, { ...chatSyncRoute, middleware: [admitBeforeBody] }, 'generate'), async (c) => {
       const { model_name } = c.req.valid('param');
       const body = await prepare(c, model_name, c.req.valid('json'));
       if (deps.fleet) c.var.record.conversation = conversationOf(body.messages);
       return admittedSync(c, deps, model_name, () => chatSync(deps, body, c.req.raw.signal));
     })
-    .openapi(secured(config, chatStreamRoute, 'generate'), async (c) => {
+    .openapi(secured(config, { ...chatStreamRoute, middleware: [admitBeforeBody] }, 'generate'), async (c) => {
       const { model_name } = c.req.valid('param');
       const body = await prepare(c, model_name, c.req.valid('json'));
       if (deps.fleet) c.var.record.conversation = conversationOf(body.messages);

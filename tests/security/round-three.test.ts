@@ -1,0 +1,231 @@
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
+import { connect } from 'node:net';
+import { DEFAULT_MODELS, type Harness, json, type MinatoProcess, sleep, spawnMinato, startHarness } from '../helpers';
+import { type OllamaDouble, startOllamaDouble } from '../ollama-double';
+
+// What a stranger without a key, or one ordinary key, could do to Minato before round three:
+// gigabytes of memory from bodies read before the key was checked, connections held open for
+// good, generations slipping past the queue under `"Model"`. Each over real sockets; memory from
+// a real Minato process's VmHWM.
+
+const MiB = 1024 * 1024;
+const KEY = 'round-three-generate-key-0123456789';
+const METRICS_KEY = 'round-three-metrics-only-key-012345';
+
+/** A `/api/chat` body of about `size` bytes: one long user message. */
+function chatBody(size: number, model = 'llama3.2'): Uint8Array {
+  const head = new TextEncoder().encode(`{"model":"${model}","stream":false,"messages":[{"role":"user","content":"`);
+  const tail = new TextEncoder().encode('"}]}');
+  const out = new Uint8Array(size).fill(0x61);
+  out.set(head, 0);
+  out.set(tail, size - tail.length);
+  return out;
+}
+
+/** `body` sent chunked (no Content-Length), 1 MiB at a time, counting what the server pulled. */
+function chunked(body: Uint8Array) {
+  const counter = { sent: 0 };
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (counter.sent >= body.length) return controller.close();
+      const piece = body.subarray(counter.sent, counter.sent + MiB);
+      counter.sent += piece.length;
+      controller.enqueue(piece);
+    },
+  });
+  return { stream, counter };
+}
+
+const post = (url: string, body: string | Uint8Array | ReadableStream<Uint8Array>, headers: Record<string, string> = {}) =>
+  fetch(url, { method: 'POST', body, headers: { 'Content-Type': 'application/json', ...headers }, duplex: 'half' } as RequestInit);
+
+describe('bodies are read only after the key, its scope and the queue say yes (a real process, its peak memory)', () => {
+  let ollama: OllamaDouble;
+  let minato: MinatoProcess;
+  beforeAll(async () => {
+    ollama = startOllamaDouble(DEFAULT_MODELS.map((model) => ({ ...model })));
+    minato = await spawnMinato({
+      OLLAMA_HOST: ollama.url,
+      MINATO_LOG_REQUESTS: 'false',
+      MINATO_API_KEYS: `${KEY} generate id=team, ${METRICS_KEY} metrics id=scraper`,
+    });
+  });
+  afterAll(async () => {
+    await minato.stop();
+    await ollama.close();
+  });
+
+  test('64 chunked 30 MiB uploads without a key, with a wrong key, or with a key lacking the scope: refused, unread, and memory stays flat', async () => {
+    const body = chatBody(30 * MiB);
+    await fetch(`${minato.url}/health`);
+    const before = minato.memory().rss;
+    minato.resetPeak();
+    const paths = ['/api/chat', '/v1/chat/completions', '/chat/llama3.2', '/api/generate'];
+    const headers: Record<string, string>[] = [
+      {},
+      { 'X-API-Key': 'not-a-key-at-all-0123456789' },
+      { Authorization: `Bearer ${METRICS_KEY}` },
+    ];
+    const uploads = Array.from({ length: 64 }, (_, i) => ({ path: paths[i % 4]!, headers: headers[i % 3]!, upload: chunked(body) }));
+    const answers = await Promise.all(
+      uploads.map(({ path, headers, upload }) => post(`${minato.url}${path}`, upload.stream, headers).then((r) => r.status)),
+    );
+    for (const status of answers) expect([401, 403]).toContain(status);
+    expect(answers.filter((status) => status === 403).length).toBe(21);
+    // The server never asked for the bodies: the client got its answer before sending more than a little of each.
+    console.log(uploads.map((u, i) => `${u.path} ${answers[i]} ${u.upload.counter.sent / MiB}`).join('\n'));
+    for (const { upload } of uploads) expect(upload.counter.sent).toBeLessThan(8 * MiB);
+    const grew = minato.memory().peak - before;
+    expect(grew).toBeLessThan(64 * MiB); // before round three: ≈ 5 GB
+    expect(ollama.requests.filter((r) => r.method === 'POST')).toHaveLength(0);
+  }, 60_000);
+
+  test('32 bodies of 30 MiB from one key fit MINATO_BODY_BUDGET (256 MiB): the rest get 503 with Retry-After before being read, never an OOM', async () => {
+    const body = chatBody(30 * MiB);
+    const before = minato.memory().rss;
+    minato.resetPeak();
+    const responses = await Promise.all(
+      Array.from({ length: 32 }, () => post(`${minato.url}/api/chat`, body, { Authorization: `Bearer ${KEY}` })),
+    );
+    const statuses = responses.map((r) => r.status);
+    const grew = minato.memory().peak - before;
+    expect(statuses.every((status) => status === 200 || status === 503)).toBe(true);
+    expect(statuses.filter((status) => status === 200).length).toBeGreaterThanOrEqual(1);
+    const refused = responses.filter((r) => r.status === 503);
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    const error = await json(refused[0]!);
+    // In Ollama's shape, on Ollama's surface.
+    expect(error.error).toContain('MINATO_BODY_BUDGET');
+    expect(Number(refused[0]!.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    // Before round three: 1,846 MB for the same 32 bodies.
+    expect(grew).toBeLessThan(700 * MiB);
+    for (const response of responses) await response.arrayBuffer().catch(() => {});
+    // The budget is given back: one more body is served.
+    expect((await post(`${minato.url}/api/chat`, body, { Authorization: `Bearer ${KEY}` })).status).toBe(200);
+  }, 60_000);
+});
+
+describe('a full queue refuses before the body', () => {
+  let h: Harness;
+  afterEach(async () => {
+    await h.close();
+  });
+
+  test('with every slot busy and no room to wait, a 30 MiB upload to /api/chat or /chat is refused (503) without being read', async () => {
+    h = startHarness({ MINATO_MAX_CONCURRENT: '1', MINATO_MAX_QUEUE: '0', MINATO_MAX_QUEUE_PER_MODEL: '0' }, [
+      { name: 'slow', tokens: ['a', 'b', 'c'], tokenDelayMs: 400 },
+      ...DEFAULT_MODELS,
+    ]);
+    const running = await fetch(`${h.url}/stream/slow?message=hi`);
+    const reader = running.body!.getReader();
+    await reader.read();
+    for (const path of ['/api/chat', '/chat/llama3.2', '/v1/chat/completions']) {
+      const upload = chunked(chatBody(30 * MiB));
+      const refused = await post(`${h.url}${path}`, upload.stream);
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBeTruthy();
+      expect(upload.counter.sent).toBeLessThan(16 * MiB);
+    }
+    await reader.cancel();
+  }, 20_000);
+});
+
+describe('idle connections are closed (Bun idle timer restored)', () => {
+  let h: Harness;
+  afterAll(async () => {
+    await h.close();
+  });
+
+  /** Sends one keep-alive request on a fresh connection; resolves when the answer is in, with a promise of the close. */
+  function keepAlive(url: string, target: string) {
+    const { hostname, port } = new URL(url);
+    const socket = connect({ host: hostname, port: Number(port) });
+    let received = '';
+    let answered!: () => void;
+    const answer = new Promise<void>((resolve) => {
+      answered = resolve;
+    });
+    const closed = new Promise<number>((resolve) => socket.on('close', () => resolve(Date.now())));
+    socket.on('data', (data) => {
+      received += data.toString('latin1');
+      // A whole answer (Content-Length) or a chunked one's last chunk.
+      if (/\r\n0\r\n\r\n$/.test(received) || /Content-Length: 0\r\n\r\n$/i.test(received) || /\r\n\r\n[\s\S]*[}\n]$/.test(received))
+        answered();
+    });
+    socket.on('error', () => {});
+    socket.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    return { answer, closed, received: () => received };
+  }
+
+  test('after /health, /metrics, an unknown path, a whole answer and a stream, each keep-alive connection is closed within ~10 s of silence', async () => {
+    h = startHarness();
+    const targets = ['/health', '/metrics', '/x', '/llama3.2?message=hi', '/stream/llama3.2?message=hi', '/api/tags'];
+    const connections = targets.flatMap((target) => Array.from({ length: 5 }, () => ({ target, ...keepAlive(h.url, target) })));
+    await Promise.all(connections.map((connection) => connection.answer));
+    const answeredAt = Date.now();
+    for (const connection of connections) expect(connection.received()).toStartWith('HTTP/1.1 ');
+    const closedAt = await Promise.race([
+      Promise.all(connections.map((connection) => connection.closed)),
+      sleep(14_000).then(() => undefined),
+    ]);
+    expect(closedAt).toBeDefined();
+    for (const at of closedAt!) expect(at - answeredAt).toBeLessThan(13_000);
+  }, 20_000);
+});
+
+describe('fields Ollama reads case-insensitively cannot slip past admission', () => {
+  let h: Harness;
+  beforeAll(() => {
+    h = startHarness({ MINATO_API_KEYS: `${KEY} generate id=team` });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+  const auth = { Authorization: `Bearer ${KEY}` };
+  const sent = (path: string) => h.ollama.requests.filter((r) => r.path === path).length;
+
+  test('"Model", "MODEL", a doubled model and the long-s "ſtream" are refused with a 400 naming the field, on every generation route; Ollama never sees them', async () => {
+    const cases: [string, string, string][] = [
+      ['/api/generate', '{"Model":"llama3.2","prompt":"hi","stream":false}', 'Model'],
+      ['/api/chat', '{"MODEL":"llama3.2","messages":[{"role":"user","content":"hi"}],"stream":false}', 'MODEL'],
+      ['/api/embed', '{"model":"nomic-embed-text","Model":"llama3.2","input":"hi"}', 'Model'],
+      ['/api/chat', '{"model":"llama3.2","model":"llava","messages":[],"stream":false}', 'model'],
+      ['/api/generate', '{"model":"llama3.2","prompt":"hi","\u017ftream":false}', '\u017ftream'],
+      ['/v1/chat/completions', '{"Model":"llama3.2","messages":[{"role":"user","content":"hi"}]}', 'Model'],
+      ['/v1/embeddings', '{"mOdEl":"nomic-embed-text","input":"hi"}', 'mOdEl'],
+      [
+        '/v1/chat/completions',
+        '{"model":"llama3.2","messages":[],"stream":true,"stream_options":{"Include_Usage":false}}',
+        'Include_Usage',
+      ],
+    ];
+    for (const [path, body, field] of cases) {
+      const before = sent(path);
+      const response = await post(`${h.url}${path}`, body, auth);
+      expect(response.status).toBe(400);
+      const error = await json(response);
+      const message = path.startsWith('/v1') ? error.error.message : error.error;
+      expect(message).toContain(`"${path.startsWith('/v1') && field === 'Include_Usage' ? 'stream_options.' : ''}${field}"`);
+      expect(sent(path)).toBe(before);
+    }
+  });
+
+  test('an escaped key that is exactly "model" is the model, admitted and counted as such', async () => {
+    const response = await post(`${h.url}/api/generate`, '{"mod\\u0065l":"llama3.2","prompt":"hi","stream":false}', auth);
+    expect(response.status).toBe(200);
+    expect((await json(response)).response).toBe('The sky is blue.');
+    expect(response.headers.get('x-queue-position')).toBe('0');
+  });
+
+  test('a streamed /v1 chat still gets its usage asked for in place, the rest of the body relayed byte for byte', async () => {
+    const body = '{"stream":true,"model":"llama3.2","messages":[{"role":"user","content":"hi \\u00e9"}],"stream_options":{"other":1}}';
+    const response = await post(`${h.url}/v1/chat/completions`, body, auth);
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    expect(text).toContain('data: [DONE]');
+    expect(text).not.toContain('"usage"');
+    const relayed = h.ollama.last('/v1/chat/completions')!.body as Record<string, unknown>;
+    expect(relayed.stream_options).toEqual({ other: 1, include_usage: true });
+    expect((relayed.messages as { content: string }[])[0]!.content).toBe('hi é');
+  });
+});
