@@ -213,6 +213,18 @@ export function createFleet({ urls, metadataTimeoutMs, refreshMs, onWaiting, onS
       found = ranked(model, runningOn, [], conversation);
     }
     if (found.length > 0) return found;
+    // Installed where nothing answers now: a 503 naming the instance, to retry (never a 404 that
+    // sends an operator to pull gigabytes onto another GPU).
+    const wanted = resolvedModelName(model);
+    const away = instances.filter((instance) => instance.state === 'down' && instance.installed.has(wanted));
+    if (away.length > 0) {
+      throw new ApiError(
+        503,
+        `Model '${model}' is on ${away.map((instance) => `${instance.name} (not answering: ${instance.reason ?? 'down'})`).join(', ')}. Retry after the number of seconds in Retry-After, once the instance is back; Minato checks it every second.`,
+        'model_unavailable',
+        { 'Retry-After': '5' },
+      );
+    }
     const up = healthy();
     if (up.length === 0) throw noneAnswers(instances);
     const down = instances.filter((instance) => instance.state === 'down');

@@ -51,7 +51,7 @@ export const upstreamErrors = {
     'Cannot reach Ollama at http://127.0.0.1:11434 (ECONNREFUSED). Check that Ollama is running and that OLLAMA_HOST points at it.',
   ),
   503: jsonError(
-    "Minato's queue for generations is full or the wait passed MINATO_QUEUE_TIMEOUT (`queue_full`, `queue_timeout`), Minato is shutting down (`shutting_down`), or Ollama's own queue is full (`upstream_busy`); retry after `Retry-After` seconds.",
+    "Minato's queue for generations is full or the wait passed MINATO_QUEUE_TIMEOUT (`queue_full`, `queue_timeout`), the request bodies in flight fill MINATO_BODY_BUDGET (`body_budget_exhausted`), the model's only Ollama instance is not answering (`model_unavailable`), Minato is shutting down (`shutting_down`), or Ollama's own queue is full (`upstream_busy`); retry after `Retry-After` seconds.",
     'queue_full',
     'Minato is at capacity: 128 requests are already waiting (MINATO_MAX_QUEUE=128). Retry after the number of seconds in Retry-After.',
   ),

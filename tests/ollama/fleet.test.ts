@@ -194,6 +194,35 @@ describe('routing by residency', () => {
     expect(generateOn(fleet.doubles[0]!) + generateOn(fleet.doubles[1]!)).toBe(0);
   });
 
+  test('a model whose only instance is down is a 503 with Retry-After naming that instance (not a 404 sending an install elsewhere)', async () => {
+    const fleet = startFleet([
+      { models: [slow('llama3.2')], loaded: [] },
+      { models: [slow('qwen3')], loaded: [] },
+    ]);
+    // Minato has seen where qwen3 is; then that instance stops.
+    expect((await ask(fleet.url, 'qwen3')).status).toBe(200);
+    await fleet.doubles[1]!.crash();
+    for (let i = 0; i < 50 && (await ready(fleet.url)).instances[1]!.state !== 'down'; i++) await sleep(100);
+    const api = await ask(fleet.url, 'qwen3');
+    expect(api.status).toBe(503);
+    expect(Number(api.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    const apiBody = await json(api);
+    expect(apiBody.error).toContain(fleet.names[1]);
+    expect(apiBody.error).not.toContain('/install');
+    const minato = await fetch(`${fleet.url}/qwen3?message=hi`);
+    expect(minato.status).toBe(503);
+    expect((await json(minato)).code).toBe('model_unavailable');
+    const openai = await fetch(`${fleet.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'qwen3', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(openai.status).toBe(503);
+    expect((await json(openai)).error.message).toContain(fleet.names[1]);
+    // The model on the instance that answers is served as usual.
+    expect((await ask(fleet.url, 'llama3.2')).status).toBe(200);
+  });
+
   test('a model installed after Minato last looked is found on the miss', async () => {
     const fleet = startFleet(
       [
