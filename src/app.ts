@@ -137,7 +137,8 @@ export function createApp({
   });
 
   app.onError((error, c) => {
-    if (error instanceof ClientGoneError) return new Response(null, { status: 499 });
+    // The client went away (an abandoned upload, a closed stream): nobody to answer, nothing wrong.
+    if (error instanceof ClientGoneError || c.req.raw.signal.aborted) return new Response(null, { status: 499 });
     if (error instanceof ApiError) {
       c.var.record.errorCode = error.code;
       if (error.code.startsWith('upstream_')) metrics?.upstreamError(error.code.slice('upstream_'.length), c.var.record.instance);

@@ -229,3 +229,59 @@ describe('fields Ollama reads case-insensitively cannot slip past admission', ()
     expect((relayed.messages as { content: string }[])[0]!.content).toBe('hi é');
   });
 });
+
+describe('an upload the client abandons', () => {
+  test('is logged as a client abort (499), never a 500 "unhandled error", on every route with a JSON body', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const h = startHarness({}, undefined, { log: (line) => lines.push(JSON.parse(line)) });
+    try {
+      const { hostname, port } = new URL(h.url);
+      const paths = ['/api/chat', '/v1/chat/completions', '/chat/llama3.2', '/api/generate'];
+      for (const path of paths) {
+        const socket = connect({ host: hostname, port: Number(port) });
+        socket.on('error', () => {});
+        socket.write(
+          `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"model":"llama3.2","messages":[`,
+        );
+        await sleep(100);
+        socket.destroy();
+      }
+      for (let i = 0; i < 40 && lines.length < paths.length; i++) await sleep(50);
+      expect(lines.map((line) => [line.path, line.status, line.client_aborted])).toEqual(paths.map((path) => [path, 499, true]));
+      expect(h.ollama.requests.filter((r) => r.method === 'POST')).toHaveLength(0);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('a JSON Schema nested absurdly deep', () => {
+  test('is a 422 naming the field on /chat (it overflowed the serialiser and was reported as "Cannot reach Ollama"), and a 400 on the relays', async () => {
+    const h = startHarness();
+    try {
+      const deep = `${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}`;
+      const messages = '[{"role":"user","content":"hi"}]';
+      for (const path of ['/chat/llama3.2', '/stream/chat/llama3.2']) {
+        const response = await post(`${h.url}${path}`, `{"messages":${messages},"format":${deep}}`);
+        expect(response.status).toBe(422);
+        const body = await json(response);
+        expect(body.detail[0].loc).toEqual(['body', 'format']);
+        expect(body.detail[0].msg).toContain('nested more than 64 levels');
+      }
+      const tool = `{"type":"function","function":{"name":"f","parameters":${deep}}}`;
+      expect((await post(`${h.url}/chat/llama3.2`, `{"messages":${messages},"tools":[${tool}]}`)).status).toBe(422);
+      const relayed = await post(`${h.url}/api/chat`, `{"model":"llama3.2","messages":${messages},"format":${deep}}`);
+      expect(relayed.status).toBe(400);
+      expect((await json(relayed)).error).toContain('nested more than');
+      // A schema of ordinary depth is passed on.
+      const shallow = await post(
+        `${h.url}/chat/llama3.2`,
+        `{"messages":${messages},"format":{"type":"object","properties":{"a":{"type":"string"}}}}`,
+      );
+      expect(shallow.status).toBe(200);
+      expect(h.ollama.requests.filter((r) => r.path === '/api/chat')).toHaveLength(1);
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -37,13 +37,34 @@ export const ChatMessage = z
   .strict()
   .openapi('ChatMessage');
 
+/** JSON Schemas deeper than this are refused: Ollama's grammar for them would be absurd, and serialising one costs a stack frame a level. */
+export const MAX_SCHEMA_DEPTH = 64;
+
+/** Whether `value` nests objects and arrays at most `max` deep (counted without recursion: the input may be 100,000 deep). */
+function withinDepth(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (item === null || typeof item !== 'object') continue;
+    if (depth > max) return false;
+    for (const child of Object.values(item)) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+  }
+  return true;
+}
+
+/** A JSON Schema object, at most MAX_SCHEMA_DEPTH deep. */
+const jsonSchema = () =>
+  z.record(z.string(), z.unknown()).refine((schema) => withinDepth(schema, MAX_SCHEMA_DEPTH), {
+    message: `A JSON Schema nested more than ${MAX_SCHEMA_DEPTH} levels deep is not accepted`,
+  });
+
 export const Tool = z
   .object({
     type: z.literal('function'),
     function: z.object({
       name: z.string().min(1),
       description: z.string().optional(),
-      parameters: z.record(z.string(), z.unknown()).optional().openapi({ description: 'A JSON Schema of the arguments.' }),
+      parameters: jsonSchema().optional().openapi({ description: 'A JSON Schema of the arguments.' }),
     }),
   })
   .openapi('Tool');
@@ -62,7 +83,7 @@ export const ChatRequest = z
     }),
     tools: z.array(Tool).optional().openapi({ description: 'Functions the model may call (it needs the `tools` capability).' }),
     format: z
-      .union([z.literal('json'), z.record(z.string(), z.unknown())])
+      .union([z.literal('json'), jsonSchema()])
       .optional()
       .openapi({ description: '`"json"`, or a JSON Schema object the answer must follow; passed to Ollama unchanged.' }),
     think: z
