@@ -2,7 +2,7 @@ import { createMiddleware } from 'hono/factory';
 import type { Lifecycle } from '../lifecycle';
 import type { Metrics, StreamEnd, StreamObserver } from '../observability/metrics';
 import { attachRecord, type RequestRecord } from '../observability/request-record';
-import { type AppEnv, requestPath } from '../http/router';
+import { type AppEnv, hasParsedHost, requestPath } from '../http/router';
 import { routeLabel } from '../observability/route-label';
 
 /** A client's own request id is kept when it is a plain token; anything else (CR/LF, quotes, 200 characters) is replaced. */
@@ -115,6 +115,9 @@ export function requestContext({ metrics, lifecycle, log, clientAddress = (peer)
 
   return createMiddleware<AppEnv>(async (c, next) => {
     const startedAt = performance.now();
+    // Without a usable Host header Bun leaves the URL relative (`/echo?message=x`), and Hono looks
+    // for the query from the 8th character on (after `http://`): on a short path it found none.
+    if (!hasParsedHost(c.req.raw.url)) Object.defineProperty(c.req, 'url', { value: `http://_${c.req.raw.url}` });
     const given = c.req.header('x-request-id');
     const requestId = given !== undefined && CLIENT_REQUEST_ID.test(given) ? given : crypto.randomUUID();
     const record: RequestRecord = {};

@@ -259,6 +259,12 @@ describe('routes that concern every instance', () => {
     // `?host=` narrows a listing to one instance.
     const one = (await json(await fetch(`${fleet.url}/api/tags?host=${encodeURIComponent(b!)}`))).models as { name: string }[];
     expect(one.map((model) => model.name).sort()).toEqual(['gemma3:latest', 'llama3.2:latest']);
+    // /models_list/ too (it ignored `?host=`).
+    const oneListed = (await json(await fetch(`${fleet.url}/models_list/?host=${encodeURIComponent(a)}`))).models_list as {
+      name: string;
+    }[];
+    expect(oneListed.map((model) => model.name).sort()).toEqual(['llama3.2:latest', 'qwen3:latest']);
+    expect((await fetch(`${fleet.url}/models_list?host=nowhere:1`)).status).toBe(400);
     const unknown = await fetch(`${fleet.url}/api/tags?host=nowhere:1`);
     expect(unknown.status).toBe(400);
     expect((await json(unknown)).error).toContain(a);

@@ -3876,7 +3876,10 @@ export interface operations {
     };
     listModels: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description With several Ollama instances (OLLAMA_HOSTS): only this one, by its `host:port` (as `hosts` and /ready name it) or its URL. Without it, every healthy instance. Ignored with one instance. Example: `10.0.0.7:11434`. */
+                host?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;

@@ -168,8 +168,12 @@ describe('a Host that cannot be parsed never changes routing', () => {
       const answer = await rawHttp(logged.url, 'GET /llama3.2?message=hi HTTP/1.0\r\n\r\n');
       expect(answer.status).toBe(200);
       expect(JSON.parse(answer.body).response).toBe('The sky is blue.');
+      // A path shorter than `http://`: its query string is still read (it was lost, and `message` missing).
+      logged.ollama.models.set('ec', { name: 'ec', tokens: ['ok'] });
+      const short = await rawHttp(logged.url, 'GET /ec?message=x HTTP/1.0\r\n\r\n');
+      expect(short.status).toBe(200);
       const paths = lines.map((line) => JSON.parse(line).path);
-      expect(paths).toEqual(['/xx/openapi.json', '/health', '/llama3.2']);
+      expect(paths).toEqual(['/xx/openapi.json', '/health', '/llama3.2', '/ec']);
     } finally {
       await logged.close();
     }

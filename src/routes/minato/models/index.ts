@@ -18,9 +18,9 @@ type OllamaModel = {
 const MIB = 1024 * 1024;
 
 export function registerModelsRoutes(app: AppRouter, { config, ollama, fleet }: Deps) {
-  const installed = async (signal: AbortSignal): Promise<(OllamaModel & { hosts?: string[] })[]> => {
-    // With several instances: the union, each model with the instances that have it.
-    if (fleet) return listEverywhere(fleet, config, '/api/tags', signal);
+  const installed = async (signal: AbortSignal, host: string | undefined): Promise<(OllamaModel & { hosts?: string[] })[]> => {
+    // With several instances: the union, each model with the instances that have it (or one, `?host=`).
+    if (fleet) return listEverywhere(fleet, config, '/api/tags', signal, host === undefined ? undefined : fleet.named(host));
     const { response } = await ollama.call('/api/tags', undefined, {
       signal,
       firstByteTimeoutMs: config.metadataTimeoutMs,
@@ -31,8 +31,8 @@ export function registerModelsRoutes(app: AppRouter, { config, ollama, fleet }: 
     if (!Array.isArray(body?.models)) throw new ApiError(502, 'Ollama answered /api/tags without a model list.', 'upstream_error');
     return body.models;
   };
-  const handler = async (signal: AbortSignal) => {
-    const models = await installed(signal);
+  const handler = async (signal: AbortSignal, host: string | undefined) => {
+    const models = await installed(signal, host);
     return {
       models_list: models.map((model) => ({
         name: model.name ?? model.model ?? '',
@@ -47,6 +47,10 @@ export function registerModelsRoutes(app: AppRouter, { config, ollama, fleet }: 
       })),
     };
   };
-  app.openapi(secured(config, modelsList, 'generate'), async (c) => c.json(await handler(c.req.raw.signal), 200));
-  app.openapi(secured(config, modelsListNoSlash, 'generate'), async (c) => c.json(await handler(c.req.raw.signal), 200));
+  app.openapi(secured(config, modelsList, 'generate'), async (c) =>
+    c.json(await handler(c.req.raw.signal, c.req.valid('query').host), 200),
+  );
+  app.openapi(secured(config, modelsListNoSlash, 'generate'), async (c) =>
+    c.json(await handler(c.req.raw.signal, c.req.valid('query').host), 200),
+  );
 }

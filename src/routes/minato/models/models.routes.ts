@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { upstreamErrors } from '../../../openapi/schemas';
+import { HostQuery, upstreamErrors } from '../../../openapi/schemas';
 
 export const ModelEntry = z
   .object({
@@ -30,6 +30,7 @@ const definition = {
   method: 'get' as const,
   tags: ['Models'],
   summary: 'List the installed models',
+  request: { query: HostQuery },
   responses: {
     200: { content: { 'application/json': { schema: ModelsList } }, description: 'The models Ollama has.' },
     ...upstreamErrors,
