@@ -78,12 +78,13 @@ export function createApp({
     queueTotal: config.maxQueue,
     timeoutMs: config.queueTimeoutMs,
   });
-  const deps = { config, ollama, metrics, admission, fleet };
+  const bodyBudget = createBodyBudget(config.bodyBudgetBytes);
+  const deps = { config, ollama, metrics, admission, fleet, bodyBudget };
 
   // Outermost first: every response gets its request id and log line, even a refused one.
   app.use('*', requestContext({ metrics, lifecycle, log, clientAddress: createClientAddress(config.trustedProxies) }));
   app.use('*', hostGuard(config));
-  app.use('*', requestLimits(config, lifecycle, createBodyBudget(config.bodyBudgetBytes)));
+  app.use('*', requestLimits(config, lifecycle, bodyBudget));
   if (config.corsOrigins.length > 0) app.use('*', corsFor(config.corsOrigins));
   // Per-key limits in Redis when several replicas share them (MINATO_REDIS_URL), else in this process.
   app.use(

@@ -1,4 +1,5 @@
 import type { Admission } from './admission/queue';
+import type { BodyBudget } from './http/body';
 import type { Config } from './config';
 import type { Lifecycle } from './lifecycle';
 import type { RequestLog } from './middleware/request-context';
@@ -27,4 +28,6 @@ export type Deps = {
   admission: Admission;
   /** Only with several instances: where each model is, and the routes that concern every instance. */
   fleet?: Fleet;
+  /** What the request bodies in flight may hold together (MINATO_BODY_BUDGET). */
+  bodyBudget: BodyBudget;
 };

@@ -39,6 +39,16 @@ export function createBodyBudget(limit: number): BodyBudget {
   };
 }
 
+/** The 503 for a body that does not fit in the budget now. */
+function budgetExhausted(budget: BodyBudget): ApiError {
+  return new ApiError(
+    503,
+    `Minato is holding ${Math.round(budget.used / 1024 / 1024)} MiB of request bodies, its budget is ${Math.round(budget.limit / 1024 / 1024)} MiB (MINATO_BODY_BUDGET); this body does not fit now. Retry after the number of seconds in Retry-After.`,
+    'body_budget_exhausted',
+    { 'Retry-After': '2' },
+  );
+}
+
 /** How a route's body is to be read. */
 export type BodyRules = {
   limit: number;
@@ -47,8 +57,6 @@ export type BodyRules = {
   /** Budget bytes per body byte: a body parsed whole into objects holds several times its size. */
   weight: number;
   timeoutMs: number;
-  /** Seconds a client refused for the budget is told to wait. */
-  retryAfterSeconds?: number;
 };
 
 /** A body being read, and the budget it holds until the request is answered. */
@@ -74,15 +82,7 @@ export class DeferredBody {
 
   #reserve(bytes: number) {
     const cost = bytes * this.rules.weight;
-    if (!this.rules.budget.take(cost)) {
-      const { budget } = this.rules;
-      throw new ApiError(
-        503,
-        `Minato is holding ${Math.round(budget.used / 1024 / 1024)} MiB of request bodies, its budget is ${Math.round(budget.limit / 1024 / 1024)} MiB (MINATO_BODY_BUDGET); this body does not fit now. Retry after the number of seconds in Retry-After.`,
-        'body_budget_exhausted',
-        { 'Retry-After': String(this.rules.retryAfterSeconds ?? 2) },
-      );
-    }
+    if (!this.rules.budget.take(cost)) throw budgetExhausted(this.rules.budget);
     this.#reserved += cost;
   }
 
@@ -167,4 +167,46 @@ export function deferBody(c: Context, body: DeferredBody) {
     enumerable: true,
     configurable: true,
   });
+}
+
+/**
+ * An upload its route reads itself (the vision routes' images, held until Ollama has them),
+ * counted against the same budget: a declared length at once, a chunked body as its chunks pass.
+ * `request` is what the route reads from; `release` gives the budget back.
+ */
+export class ChargedUpload {
+  #reserved = 0;
+  readonly request: Request;
+  constructor(
+    raw: Request,
+    readonly budget: BodyBudget,
+  ) {
+    const length = raw.headers.get('content-length');
+    if (!raw.body || length !== null) {
+      if (raw.body && length !== null) this.#take(Number(length));
+      this.request = raw;
+      return;
+    }
+    const take = (bytes: number) => this.#take(bytes);
+    const body = raw.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          take(chunk.length);
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    // What the upload readers use of a request: its headers, body and signal.
+    this.request = { headers: raw.headers, body, signal: raw.signal } as unknown as Request;
+  }
+
+  #take(bytes: number) {
+    if (!this.budget.take(bytes)) throw budgetExhausted(this.budget);
+    this.#reserved += bytes;
+  }
+
+  release() {
+    this.budget.give(this.#reserved);
+    this.#reserved = 0;
+  }
 }

@@ -136,6 +136,8 @@ function refuseDeclaredOversize(request: Request, limit: number) {
 
 /** What a failed read of the request body means for the client. */
 function bodyReadError(error: unknown, limit: number): ApiError {
+  // Refused on the way (MINATO_BODY_BUDGET): that refusal, as it is.
+  if (error instanceof ApiError) return error;
   // Bun itself stops a body at Bun.serve's maxRequestBodySize (set just above our limits).
   if (String(error).includes('maxRequestBodySize')) return tooLarge(limit);
   return new ApiError(400, 'The request body could not be read to the end (the upload was interrupted).', 'malformed_body');

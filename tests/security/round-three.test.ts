@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
 import { connect } from 'node:net';
 import { DEFAULT_MODELS, type Harness, json, type MinatoProcess, sleep, spawnMinato, startHarness } from '../helpers';
+import { imageHeader } from '../fixtures/images';
 import { type OllamaDouble, startOllamaDouble } from '../ollama-double';
 
 // What a stranger without a key, or one ordinary key, could do to Minato before round three:
@@ -280,6 +281,43 @@ describe('a JSON Schema nested absurdly deep', () => {
       );
       expect(shallow.status).toBe(200);
       expect(h.ollama.requests.filter((r) => r.path === '/api/chat')).toHaveLength(1);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('vision uploads count against MINATO_BODY_BUDGET too', () => {
+  test('an upload over what is left is a 503 with Retry-After (declared length or chunked); the budget comes back after each answer', async () => {
+    const h = startHarness({ MINATO_BODY_BUDGET: String(2 * MiB) });
+    try {
+      const image = (bytes: number) => {
+        const out = new Uint8Array(bytes);
+        out.set(imageHeader('png', 64, 64));
+        return out;
+      };
+      const form = (bytes: number) => {
+        const data = new FormData();
+        data.append('images', new Blob([image(bytes)], { type: 'image/png' }), 'a.png');
+        return data;
+      };
+      // 3 MiB declared: refused before a byte is read.
+      const big = await fetch(`${h.url}/vision/llava?message=hi`, { method: 'POST', body: form(3 * MiB) });
+      expect(big.status).toBe(503);
+      expect((await json(big)).code).toBe('body_budget_exhausted');
+      expect(big.headers.get('retry-after')).toBeTruthy();
+      // Chunked JSON: refused once what arrived passes the budget.
+      const base64 = Buffer.from(image(3 * MiB)).toString('base64');
+      const upload = chunked(new TextEncoder().encode(JSON.stringify({ images: [base64] })));
+      const chunkedBig = await post(`${h.url}/vision/llava?message=hi`, upload.stream);
+      expect(chunkedBig.status).toBe(503);
+      expect((await json(chunkedBig)).code).toBe('body_budget_exhausted');
+      // Small ones, one after the other: each gives its share back.
+      for (let i = 0; i < 3; i++) {
+        const small = await fetch(`${h.url}/vision/llava?message=hi`, { method: 'POST', body: form(512 * 1024) });
+        expect(small.status).toBe(200);
+      }
+      expect(h.ollama.requests.filter((r) => r.path === '/api/generate')).toHaveLength(3);
     } finally {
       await h.close();
     }

@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import { ApiError } from '../../../http/errors';
+import { ChargedUpload } from '../../../http/body';
 import { readImages } from '../../../uploads/images';
 import { negotiateStreamFormat } from '../../../streaming/ndjson';
 import type { AppEnv, AppRouter } from '../../../http/router';
@@ -36,26 +37,39 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
    * nor queue is refused before its upload is read; one that takes longer than
    * MINATO_BODY_TIMEOUT to send it gets a 408.
    */
-  const withImages = async (c: Context<AppEnv>, model: string, query: GenerationQuery) => {
+  const withImages = async <T>(
+    c: Context<AppEnv>,
+    model: string,
+    query: GenerationQuery,
+    answer: (request: ReturnType<typeof toGenerateRequest>) => Promise<T>,
+  ): Promise<T> => {
     await checkAdmission(c, deps, model);
-    return toGenerateRequest(model, query, await withinDeadline(readImages(c.req.raw, config), config.bodyTimeoutMs));
+    // The images are held until Ollama has them: they count against MINATO_BODY_BUDGET until then.
+    const upload = new ChargedUpload(c.req.raw, deps.bodyBudget);
+    try {
+      return await answer(toGenerateRequest(model, query, await withinDeadline(readImages(upload.request, config), config.bodyTimeoutMs)));
+    } finally {
+      upload.release();
+    }
   };
 
   app.openapi(secured(config, { ...visionStream, middleware: [unknownQuery] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const query = c.req.valid('query');
     await checkVision(c, model_name);
-    const request = await withImages(c, model_name, query);
     const format = negotiateStreamFormat(c.req.header('accept'));
-    return admittedStream(c, deps, model_name, format, (observe) => answerStream(deps, request, c.req.raw.signal, format, observe));
+    return withImages(c, model_name, query, (request) =>
+      admittedStream(c, deps, model_name, format, (observe) => answerStream(deps, request, c.req.raw.signal, format, observe)),
+    );
   });
 
   app.openapi(secured(config, { ...visionSync, middleware: [unknownQuery] }, 'generate'), async (c) => {
     const { model_name } = c.req.valid('param');
     const query = c.req.valid('query');
     await checkVision(c, model_name);
-    const request = await withImages(c, model_name, query);
-    return admittedSync(c, deps, model_name, () => answerSync(deps, request, c.req.raw.signal));
+    return withImages(c, model_name, query, (request) =>
+      admittedSync(c, deps, model_name, () => answerSync(deps, request, c.req.raw.signal)),
+    );
   });
 }
 
