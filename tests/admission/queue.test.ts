@@ -4,6 +4,11 @@ import { ApiError, ClientGoneError } from '../../src/http/errors';
 
 const limits = { perModel: 2, total: 3, queuePerModel: 2, queueTotal: 3, timeoutMs: 60_000 };
 const signal = () => new AbortController().signal;
+/** A waiter whose slot the test never takes: its timeout, a minute later, must not surface as an unhandled rejection in another test. */
+const leftWaiting = (entry: Slot | Ticket) => {
+  if (isTicket(entry)) entry.slot.catch(() => {});
+  return entry;
+};
 
 describe('admission control', () => {
   test('per-model and total limits; the queue is first come, first served', async () => {
@@ -36,8 +41,8 @@ describe('admission control', () => {
 
   test('a full queue is a 503 with Retry-After, per model and overall', () => {
     const admission = createAdmission({ ...limits, total: 1, perModel: 1, queuePerModel: 1, queueTotal: 2 });
-    admission.enter('a', signal());
-    admission.enter('a', signal());
+    leftWaiting(admission.enter('a', signal()));
+    leftWaiting(admission.enter('a', signal()));
     const perModel = (() => {
       try {
         admission.enter('a', signal());
@@ -48,8 +53,21 @@ describe('admission control', () => {
     expect(perModel?.statusCode).toBe(503);
     expect(perModel?.detail).toContain('MINATO_MAX_QUEUE_PER_MODEL');
     expect(Number(perModel?.headers['Retry-After'])).toBeGreaterThan(0);
-    admission.enter('b', signal());
+    leftWaiting(admission.enter('b', signal()));
     expect(() => admission.enter('c', signal())).toThrow(/MINATO_MAX_QUEUE=2/);
+  });
+
+  test('before a body names its model: refused only when no model could start or wait (full queue, and the owner or every slot busy)', () => {
+    const admission = createAdmission({ ...limits, total: 1, perModel: 1, queuePerModel: 1, queueTotal: 1, perOwner: 1 });
+    admission.checkAnyModel('key:a'); // room everywhere
+    const running = admission.enter('a', signal(), 'key:a') as Slot;
+    admission.checkAnyModel('key:b'); // the queue still has room
+    leftWaiting(admission.enter('b', signal(), 'key:b'));
+    // Queue full and the one slot busy: whatever the model, nothing could start or wait.
+    expect(() => admission.checkAnyModel('key:c')).toThrow(/MINATO_MAX_QUEUE=1/);
+    running.release();
+    // The waiter took the slot; the queue has room again.
+    admission.checkAnyModel('key:c');
   });
 
   test('a waiter that times out or whose client leaves gives up its place, and those behind move up', async () => {
