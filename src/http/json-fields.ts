@@ -40,7 +40,6 @@ export type FieldSpan = { start: number; end: number };
 
 /** What a body holds of the fields asked for. */
 export class JsonFields {
-  readonly #decoder = new TextDecoder();
   constructor(
     readonly bytes: Uint8Array,
     readonly spans: ReadonlyMap<string, FieldSpan>,
@@ -56,7 +55,7 @@ export class JsonFields {
   get(name: string): unknown {
     const span = this.spans.get(name);
     if (!span) return undefined;
-    return JSON.parse(this.#decoder.decode(this.bytes.subarray(span.start, span.end)));
+    return JSON.parse(decoder.decode(this.bytes.subarray(span.start, span.end)));
   }
 
   /** The body with `name` set to `value` (replaced where it is, else added first). */
@@ -105,6 +104,36 @@ function endOfString(bytes: Uint8Array, at: number): number {
   }
 }
 
+const decoder = new TextDecoder();
+/** The map of folded name to name, per list of names (callers pass the same lists). */
+const wantedByNames = new WeakMap<readonly string[], Map<string, string>>();
+
+/** The key whose quotes are at `open` and `close`: its text, and folded as Go folds it. */
+function keyAt(bytes: Uint8Array, open: number, close: number): { text: string; folded: string } {
+  // The usual key: short, ASCII, no escapes (no decoder, no JSON.parse).
+  if (close - open <= 64) {
+    let text = '';
+    for (let i = open + 1; i < close; i++) {
+      const byte = bytes[i]!;
+      if (byte >= 0x80 || byte === BACKSLASH) return decodedKey(bytes, open, close);
+      text += String.fromCharCode(byte);
+    }
+    return { text, folded: text.toUpperCase() };
+  }
+  return decodedKey(bytes, open, close);
+}
+
+function decodedKey(bytes: Uint8Array, open: number, close: number): { text: string; folded: string } {
+  const raw = bytes.subarray(open, close + 1);
+  let text: string;
+  try {
+    text = raw.includes(BACKSLASH) ? (JSON.parse(decoder.decode(raw)) as string) : decoder.decode(raw.subarray(1, -1));
+  } catch {
+    throw malformed(`the key at byte ${open} is not a valid string`);
+  }
+  return { text, folded: goFold(text) };
+}
+
 /** The end (exclusive) of the value starting at `at`: containers by their brackets, strings by their quotes. */
 function endOfValue(bytes: Uint8Array, at: number): number {
   const first = bytes[at];
@@ -139,9 +168,12 @@ function endOfValue(bytes: Uint8Array, at: number): number {
  * otherwise or given twice.
  */
 export function scanFields(bytes: Uint8Array, names: readonly string[], where = ''): JsonFields {
-  const wanted = new Map(names.map((name) => [goFold(name), name]));
+  let wanted = wantedByNames.get(names);
+  if (!wanted) {
+    wanted = new Map(names.map((name) => [goFold(name), name]));
+    wantedByNames.set(names, wanted);
+  }
   const spans = new Map<string, FieldSpan>();
-  const decoder = new TextDecoder();
   let i = 0;
   const skipSpace = () => {
     while (i < bytes.length && isSpace(bytes[i]!)) i++;
@@ -158,13 +190,7 @@ export function scanFields(bytes: Uint8Array, names: readonly string[], where = 
       skipSpace();
       if (bytes[i] !== QUOTE) throw malformed(`a key was expected at byte ${i}`);
       const keyEnd = endOfString(bytes, i);
-      const keyBytes = bytes.subarray(i, keyEnd + 1);
-      let key: string;
-      try {
-        key = keyBytes.includes(BACKSLASH) ? (JSON.parse(decoder.decode(keyBytes)) as string) : decoder.decode(keyBytes.subarray(1, -1));
-      } catch {
-        throw malformed(`the key at byte ${i} is not a valid string`);
-      }
+      const key = keyAt(bytes, i, keyEnd);
       i = keyEnd + 1;
       skipSpace();
       if (bytes[i] !== 0x3a) throw malformed(`":" was expected at byte ${i}`);
@@ -172,12 +198,12 @@ export function scanFields(bytes: Uint8Array, names: readonly string[], where = 
       skipSpace();
       const start = i;
       i = endOfValue(bytes, i);
-      const name = wanted.get(goFold(key));
+      const name = wanted.get(key.folded);
       if (name !== undefined) {
-        if (key !== name) {
+        if (key.text !== name) {
           throw new ApiError(
             400,
-            `The field "${where}${key.slice(0, 40)}" would be read by Ollama as "${where}${name}" (its JSON decoder ignores case); spell it "${name}".`,
+            `The field "${where}${key.text.slice(0, 40)}" would be read by Ollama as "${where}${name}" (its JSON decoder ignores case); spell it "${name}".`,
             'ambiguous_field',
           );
         }

@@ -98,8 +98,16 @@ function modelOf(c: Context<AppEnv>, policy: ApiPolicy, body: JsonFields | undef
   return undefined;
 }
 
-/** The fields of a policy's body that Minato reads: its model, whether it streams, a chat's messages. */
-const fieldsOf = (policy: ApiPolicy) => [...(policy.modelFields ?? []), 'stream', ...(policy.path === '/api/chat' ? ['messages'] : [])];
+/** The fields of a policy's body that Minato reads: its model, whether it streams, a chat's messages (one list per policy). */
+const fieldLists = new Map<ApiPolicy, string[]>();
+const fieldsOf = (policy: ApiPolicy) => {
+  let fields = fieldLists.get(policy);
+  if (!fields) {
+    fields = [...(policy.modelFields ?? []), 'stream', ...(policy.path === '/api/chat' ? ['messages'] : [])];
+    fieldLists.set(policy, fields);
+  }
+  return fields;
+};
 
 /**
  * Relays one request to Ollama and its answer back: an error status with Ollama's own body as it

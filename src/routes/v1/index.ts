@@ -76,9 +76,13 @@ const routeOf = (policy: V1Policy, deps: Deps): RouteConfig =>
     { surface: 'openai', bodyLimit: (config) => config.maxChatBodyBytes },
   );
 
+/** The fields of a /v1 body Minato reads or sets. */
+const V1_FIELDS = ['model', 'stream', 'stream_options', 'messages'];
+const USAGE_FIELDS = ['include_usage'];
+
 async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<Response> {
   const { config, ollama, metrics } = deps;
-  const fields = policy.method === 'post' ? await jsonBody(c, ['model', 'stream', 'stream_options', 'messages']) : undefined;
+  const fields = policy.method === 'post' ? await jsonBody(c, V1_FIELDS) : undefined;
   const body = fields?.body;
   let raw = fields?.raw;
   const model = checkedModel(c, body?.get('model'));
@@ -94,7 +98,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
       raw = body.with('stream_options', { include_usage: true });
     } else if (typeof options === 'object' && !Array.isArray(options) && span) {
       // Read as Ollama reads it (case-insensitively), the ambiguous spellings refused.
-      clientWantsUsage = scanFields(raw.subarray(span.start, span.end), ['include_usage'], 'stream_options.').get('include_usage') === true;
+      clientWantsUsage = scanFields(raw.subarray(span.start, span.end), USAGE_FIELDS, 'stream_options.').get('include_usage') === true;
       if (!clientWantsUsage) raw = body.with('stream_options', { ...options, include_usage: true });
     }
     // Anything else Ollama refuses itself (400), as it would without Minato.
