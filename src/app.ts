@@ -16,7 +16,7 @@ import { requestContext } from './middleware/request-context';
 import { createOllamaClient } from './ollama/client';
 import { createFleet } from './ollama/fleet';
 import { writeLine } from './observability/log-writer';
-import { createBodyBudget } from './http/body';
+import { bodyReadFailure, createBodyBudget } from './http/body';
 import { createClientAddress } from './security/client-address';
 
 import type { AppDependencies } from './deps';
@@ -137,7 +137,9 @@ export function createApp({
     return c.json(errorPayload(surface, error), 404);
   });
 
-  app.onError((error, c) => {
+  app.onError((thrown, c) => {
+    // A validator's 400 for a body that could not be read: the reason it could not (408, 413, 503).
+    const error = thrown instanceof HTTPException && thrown.status === 400 ? (bodyReadFailure(c.req.raw) ?? thrown) : thrown;
     // The client went away (an abandoned upload, a closed stream): nobody to answer, nothing wrong.
     if (error instanceof ClientGoneError || c.req.raw.signal.aborted) return new Response(null, { status: 499 });
     if (error instanceof ApiError) {

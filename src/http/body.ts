@@ -49,6 +49,11 @@ function budgetExhausted(budget: BodyBudget): ApiError {
   );
 }
 
+const readFailures = new WeakMap<Request, unknown>();
+
+/** Why reading this request's body failed, if it did (a 408, 413 or 503 behind a validator's 400). */
+export const bodyReadFailure = (request: Request): unknown => readFailures.get(request);
+
 /** How a route's body is to be read. */
 export type BodyRules = {
   limit: number;
@@ -70,7 +75,12 @@ export class DeferredBody {
 
   /** The body's bytes, read on the first call. */
   read(): Promise<ArrayBuffer> {
-    this.#promise ??= this.#read();
+    this.#promise ??= this.#read().catch((error) => {
+      // A validator that reads the body turns any failure into its own 400 "Malformed JSON":
+      // the real reason (408, 413, 503) is kept for the error handler.
+      readFailures.set(this.request, error);
+      throw error;
+    });
     return this.#promise;
   }
 

@@ -324,3 +324,41 @@ describe('vision uploads count against MINATO_BODY_BUDGET too', () => {
     }
   });
 });
+
+describe('MINATO_BODY_TIMEOUT on every route with a body', () => {
+  test('a stalled upload to /api/chat, /chat, /v1 or /api/blobs gets a 408 at the deadline, and Ollama is not left waiting', async () => {
+    const h = startHarness({ MINATO_BODY_TIMEOUT: '1' });
+    try {
+      const { hostname, port } = new URL(h.url);
+      const digest = `sha256:${'0'.repeat(64)}`;
+      const stall = (path: string) =>
+        new Promise<{ status: number; after: number }>((resolve) => {
+          const socket = connect({ host: hostname, port: Number(port) });
+          const startedAt = Date.now();
+          let received = '';
+          const done = () => resolve({ status: Number(received.slice(9, 12)), after: Date.now() - startedAt });
+          socket.on('data', (data) => {
+            received += data.toString('latin1');
+            if (received.includes('\r\n\r\n')) done();
+          });
+          socket.on('close', done);
+          socket.on('error', () => {});
+          socket.write(
+            `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"model":"llama3.2",`,
+          );
+          setTimeout(() => socket.destroy(), 6000);
+        });
+      const results = await Promise.all(['/api/chat', '/chat/llama3.2', '/v1/chat/completions', `/api/blobs/${digest}`].map(stall));
+      for (const { status, after } of results) {
+        expect(status).toBe(408);
+        expect(after).toBeGreaterThanOrEqual(900);
+        expect(after).toBeLessThan(4000);
+      }
+      // The blob's upstream upload was cut off, not left open at Ollama.
+      await sleep(100);
+      expect(h.ollama.pendingRequests).toBe(0);
+    } finally {
+      await h.close();
+    }
+  }, 15_000);
+});

@@ -256,29 +256,62 @@ function registerBlobs(app: AppRouter, { config, ollama, fleet }: Deps) {
         `The blob is ${declared} bytes; the limit is ${config.maxBlobBytes} (MINATO_MAX_BLOB_BYTES).`,
         'body_too_large',
       );
-    // Counted as it streams through; past the limit the upload is cut.
+    // Counted as it streams through; past the limit the upload is cut. A blob may take hours to
+    // send, so MINATO_BODY_TIMEOUT bounds the silence between its chunks, not the whole upload.
+    let stalled = false;
+    let stallTimer: ReturnType<typeof setTimeout> | undefined;
+    let arm = () => {};
     const body =
       method === 'POST' && c.req.raw.body
         ? c.req.raw.body.pipeThrough(
             new TransformStream<Uint8Array, Uint8Array>({
+              start(controller) {
+                arm = () => {
+                  clearTimeout(stallTimer);
+                  stallTimer = setTimeout(() => {
+                    stalled = true;
+                    controller.error(new Error('blob upload stalled (MINATO_BODY_TIMEOUT)'));
+                  }, config.bodyTimeoutMs);
+                };
+                arm();
+              },
               transform(chunk, controller) {
+                arm();
                 sent += chunk.length;
                 if (sent > config.maxBlobBytes) controller.error(new Error('blob over MINATO_MAX_BLOB_BYTES'));
                 else controller.enqueue(chunk);
               },
+              flush() {
+                clearTimeout(stallTimer);
+              },
             }),
           )
         : undefined;
-    const { response } = await ollama.call(
-      `/api/blobs/${encodeURIComponent(digest)}`,
-      body ?? (method === 'POST' ? new Uint8Array(0) : undefined),
-      {
-        method,
-        signal: c.req.raw.signal,
-        firstByteTimeoutMs: config.firstByteTimeoutMs,
-        timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT',
-      },
-    );
+    let response: Response;
+    try {
+      ({ response } = await ollama.call(
+        `/api/blobs/${encodeURIComponent(digest)}`,
+        body ?? (method === 'POST' ? new Uint8Array(0) : undefined),
+        {
+          method,
+          signal: c.req.raw.signal,
+          firstByteTimeoutMs: config.firstByteTimeoutMs,
+          timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT',
+        },
+      ));
+    } catch (error) {
+      if (stalled) {
+        throw new ApiError(
+          408,
+          `The blob upload sent nothing for ${config.bodyTimeoutMs / 1000} s (MINATO_BODY_TIMEOUT); it was stopped. Send it again.`,
+          'body_timeout',
+          { Connection: 'close' },
+        );
+      }
+      throw error;
+    } finally {
+      clearTimeout(stallTimer);
+    }
     const bytes = await response.arrayBuffer();
     return new Response(bytes.byteLength ? bytes : null, {
       status: response.status,
