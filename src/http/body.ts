@@ -104,37 +104,28 @@ export class DeferredBody {
     if (!request.body) return new ArrayBuffer(0);
     // A declared length is taken from the budget before a byte is read; a chunked body as it comes.
     if (declared !== undefined) this.#reserve(declared);
-    const reader = request.body.getReader();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      reader.cancel().catch(() => {});
-    }, rules.timeoutMs);
     const chunks: Uint8Array[] = [];
     let total = 0;
-    try {
-      for (;;) {
-        let next: { done: boolean; value?: Uint8Array };
-        try {
-          next = await reader.read();
-        } catch (error) {
-          throw this.#readError(error, timedOut);
-        }
-        if (next.done || !next.value) break;
-        if (timedOut) throw this.#readError(undefined, true);
-        const chunk = next.value;
+    await readChunks(request.body, {
+      limit: rules.limit,
+      overLimit: () => rules.overLimit('over'),
+      readError: (error) => this.#readError(error),
+      timeout: {
+        ms: rules.timeoutMs,
+        error: () =>
+          new ApiError(
+            408,
+            `The request body did not arrive within ${rules.timeoutMs / 1000} s (MINATO_BODY_TIMEOUT). Send it faster, or raise the limit.`,
+            'body_timeout',
+            { Connection: 'close' },
+          ),
+      },
+      onChunk: (chunk) => {
         total += chunk.length;
-        if (total > rules.limit) throw rules.overLimit('over');
         if (declared === undefined) this.#reserve(chunk.length);
         chunks.push(chunk);
-      }
-      if (timedOut) throw this.#readError(undefined, true);
-    } catch (error) {
-      await reader.cancel().catch(() => {});
-      throw error;
-    } finally {
-      clearTimeout(timer);
-    }
+      },
+    });
     if (chunks.length === 1) {
       const only = chunks[0]!;
       return only.byteOffset === 0 && only.byteLength === only.buffer.byteLength
@@ -150,19 +141,63 @@ export class DeferredBody {
     return whole.buffer;
   }
 
-  #readError(error: unknown, timedOut: boolean): Error {
-    if (timedOut) {
-      return new ApiError(
-        408,
-        `The request body did not arrive within ${this.rules.timeoutMs / 1000} s (MINATO_BODY_TIMEOUT). Send it faster, or raise the limit.`,
-        'body_timeout',
-        { Connection: 'close' },
-      );
-    }
+  #readError(error: unknown): Error {
     if (error instanceof ApiError) return error;
     // The client went away mid-upload: nobody is left to answer (logged as 499, not an error).
     if (this.request.signal.aborted) return new ClientGoneError();
     return new ApiError(400, 'The request body could not be read to the end (the upload was interrupted).', 'malformed_body');
+  }
+}
+
+/**
+ * Reads a body chunk by chunk into `onChunk`, giving up with `overLimit()` as soon as it passes
+ * `limit` bytes (or `onChunk` throws), and with `timeout.error()` when it takes longer than
+ * `timeout.ms`; a failed read is `readError(error)`. The reader is cancelled on any failure.
+ */
+export async function readChunks(
+  body: ReadableStream<Uint8Array>,
+  {
+    limit,
+    onChunk,
+    overLimit,
+    readError,
+    timeout,
+  }: {
+    limit: number;
+    onChunk: (chunk: Uint8Array) => void;
+    overLimit: () => Error;
+    readError: (error: unknown) => Error;
+    timeout?: { ms: number; error: () => Error };
+  },
+): Promise<void> {
+  const reader = body.getReader();
+  let timedOut = false;
+  const timer =
+    timeout &&
+    setTimeout(() => {
+      timedOut = true;
+      reader.cancel().catch(() => {});
+    }, timeout.ms);
+  let total = 0;
+  try {
+    for (;;) {
+      let next: { done: boolean; value?: Uint8Array };
+      try {
+        next = await reader.read();
+      } catch (error) {
+        throw timedOut ? timeout!.error() : readError(error);
+      }
+      if (timedOut) throw timeout!.error();
+      if (next.done || !next.value) break;
+      total += next.value.length;
+      if (total > limit) throw overLimit();
+      onChunk(next.value);
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    throw error;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1,5 +1,6 @@
 import type { Config } from '../config';
 import { ApiError } from '../http/errors';
+import { readChunks } from '../http/body';
 import { Base64Text, TooLong } from './base64-text';
 import { DATA_URL_HEAD, JsonImagesError, JsonImagesReader } from './json-images';
 import { MultipartError, type Part, readMultipart } from './multipart';
@@ -159,33 +160,7 @@ export async function readBodyChunks(
 ): Promise<void> {
   refuseDeclaredOversize(request, limit);
   if (!request.body) return;
-  const reader = request.body.getReader();
-  let total = 0;
-  try {
-    for (;;) {
-      let next: { done: boolean; value?: Uint8Array };
-      try {
-        next = await reader.read();
-      } catch (error) {
-        throw bodyReadError(error, limit);
-      }
-      const { done, value } = next;
-      if (done || !value) break;
-      total += value.length;
-      if (total > limit) throw overLimit(limit);
-      onChunk(value);
-    }
-  } catch (error) {
-    await reader.cancel().catch(() => {});
-    throw error;
-  }
-}
-
-/** A whole (bounded) body, read within `limit` bytes. */
-export async function readBodyLimited(request: Request, limit: number, overLimit?: (limit: number) => ApiError): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  await readBodyChunks(request, limit, (chunk) => chunks.push(chunk), overLimit);
-  return Buffer.concat(chunks);
+  await readChunks(request.body, { limit, onChunk, overLimit: () => overLimit(limit), readError: (error) => bodyReadError(error, limit) });
 }
 
 const invalid = (loc: (string | number)[], msg: string, type = 'value_error') =>
