@@ -20,7 +20,7 @@ const ROOT = `${import.meta.dir}/..`;
 const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
 const tokens = (n: number) => Array.from({ length: n }, (_, i) => `w${i} `);
 const ollama = startOllamaDouble([
-  { name: 'chat', tokens: tokens(40), tokenDelayMs: 3 },
+  { name: 'talk', tokens: tokens(40), tokenDelayMs: 3 },
   { name: 'quick', tokens: tokens(3) },
   { name: 'llava', capabilities: ['completion', 'vision'], tokens: tokens(10), tokenDelayMs: 2 },
   { name: 'flaky', tokens: tokens(20), tokenDelayMs: 2, errorAfterTokens: 10 },
@@ -78,34 +78,42 @@ const pid = serverPid();
 const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
 const auth = { Authorization: `Bearer ${KEY}` };
-type Kind = { name: string; weight: number; send: (signal: AbortSignal, id: string) => Promise<Response> };
+/** `expect`: the status every answer of the kind that was not abandoned must have. */
+type Kind = { name: string; weight: number; expect?: number; send: (signal: AbortSignal, id: string) => Promise<Response> };
 const KINDS: Kind[] = [
-  { name: 'sync', weight: 20, send: (signal, id) => fetch(`${url}/chat?message=hi`, { headers: { ...auth, 'X-Request-Id': id }, signal }) },
+  {
+    name: 'sync',
+    weight: 20,
+    expect: 200,
+    send: (signal, id) => fetch(`${url}/talk?message=hi`, { headers: { ...auth, 'X-Request-Id': id }, signal }),
+  },
   {
     name: 'stream',
     weight: 25,
-    send: (signal, id) => fetch(`${url}/stream/chat?message=hi`, { headers: { ...auth, 'X-Request-Id': id }, signal }),
+    send: (signal, id) => fetch(`${url}/stream/talk?message=hi`, { headers: { ...auth, 'X-Request-Id': id }, signal }),
   },
   {
     name: 'sse',
     weight: 10,
     send: (signal, id) =>
-      fetch(`${url}/stream/chat?message=hi`, { headers: { ...auth, Accept: 'text/event-stream', 'X-Request-Id': id }, signal }),
+      fetch(`${url}/stream/talk?message=hi`, { headers: { ...auth, Accept: 'text/event-stream', 'X-Request-Id': id }, signal }),
   },
   {
     name: 'text',
     weight: 5,
     send: (signal, id) =>
-      fetch(`${url}/stream/chat?message=hi`, { headers: { ...auth, Accept: 'text/plain', 'X-Request-Id': id }, signal }),
+      fetch(`${url}/stream/talk?message=hi`, { headers: { ...auth, Accept: 'text/plain', 'X-Request-Id': id }, signal }),
   },
   {
     name: 'quick',
     weight: 10,
+    expect: 200,
     send: (signal, id) => fetch(`${url}/quick?message=hi`, { headers: { ...auth, 'X-Request-Id': id }, signal }),
   },
   {
     name: 'vision',
     weight: 8,
+    expect: 200,
     send: (signal, id) => {
       const form = new FormData();
       form.append('images', new Blob([PNG], { type: 'image/png' }), 'a.png');
@@ -117,7 +125,12 @@ const KINDS: Kind[] = [
       });
     },
   },
-  { name: 'models', weight: 5, send: (signal, id) => fetch(`${url}/models_list`, { headers: { ...auth, 'X-Request-Id': id }, signal }) },
+  {
+    name: 'models',
+    weight: 5,
+    expect: 200,
+    send: (signal, id) => fetch(`${url}/models_list`, { headers: { ...auth, 'X-Request-Id': id }, signal }),
+  },
   {
     name: 'flaky',
     weight: 5,
@@ -131,9 +144,15 @@ const KINDS: Kind[] = [
   {
     name: 'unknown model',
     weight: 4,
+    expect: 404,
     send: (signal, id) => fetch(`${url}/nope?message=hi`, { headers: { ...auth, 'X-Request-Id': id }, signal }),
   },
-  { name: 'no key', weight: 4, send: (signal, id) => fetch(`${url}/chat?message=hi`, { headers: { 'X-Request-Id': id }, signal }) },
+  {
+    name: 'no key',
+    weight: 4,
+    expect: 401,
+    send: (signal, id) => fetch(`${url}/talk?message=hi`, { headers: { 'X-Request-Id': id }, signal }),
+  },
 ];
 const totalWeight = KINDS.reduce((sum, kind) => sum + kind.weight, 0);
 const pick = () => {
@@ -222,6 +241,13 @@ for (const [name, entry] of stats) {
     .join(' ');
   console.log(`| ${name} | ${entry.sent} | ${entry.aborted} | ${statuses} |`);
 }
+const wrongStatuses = KINDS.filter((kind) => kind.expect !== undefined).flatMap((kind) => {
+  const entry = stats.get(kind.name);
+  const other = [...(entry?.byStatus ?? [])].filter(([status]) => status !== kind.expect);
+  return other.length === 0
+    ? []
+    : [`${kind.name}: ${other.map(([status, count]) => `${status}×${count}`).join(' ')} (expected ${kind.expect})`];
+});
 const unlogged = [...sent].filter(([id]) => !logged.has(id)).map(([, request]) => request);
 const checks: [string, boolean, string][] = [
   [
@@ -235,6 +261,11 @@ const checks: [string, boolean, string][] = [
     `streams ${gauge('minato_streams_in_flight')}, slots ${gauge('minato_generations_running')}, queued ${gauge('minato_queue_waiting')}`,
   ],
   ['no 5xx but where Ollama failed', fiveHundreds === 0, `${fiveHundreds}`],
+  [
+    'each kind answered as it should (a wrong route or model shows here)',
+    wrongStatuses.length === 0,
+    wrongStatuses.length === 0 ? 'all' : wrongStatuses.join('; '),
+  ],
   ['no client error other than its own abort', unexpectedErrors === 0, `${unexpectedErrors}`],
   [
     'one log line per request that reached Minato',
