@@ -23,6 +23,55 @@ function chatBody(size: number, model = 'llama3.2'): Uint8Array {
   return out;
 }
 
+/**
+ * `body` sent chunked, its first MiB at once and the rest only after `release()`: a server that
+ * answers while the upload is held back has answered without its body (one that needed it would
+ * wait; `release` is called after 10 s in any case, so such a test fails instead of hanging).
+ */
+function heldBack(body: Uint8Array) {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const timer = setTimeout(() => release(), 10_000);
+  const counter = { sent: 0 };
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (counter.sent > 0) await released;
+      if (counter.sent >= body.length) return controller.close();
+      const piece = body.subarray(counter.sent, counter.sent + MiB);
+      counter.sent += piece.length;
+      controller.enqueue(piece);
+    },
+  });
+  return {
+    stream,
+    counter,
+    release: () => {
+      clearTimeout(timer);
+      release();
+    },
+  };
+}
+
+/** Posts a held-back upload; the status, and how much had been sent when the answer came. */
+async function postHeldBack(url: string, body: Uint8Array, headers: Record<string, string> = {}) {
+  const upload = heldBack(body);
+  const abort = new AbortController();
+  const response = await fetch(url, {
+    method: 'POST',
+    body: upload.stream,
+    headers: { 'Content-Type': 'application/json', ...headers },
+    duplex: 'half',
+    signal: abort.signal,
+  } as RequestInit);
+  const sentAtAnswer = upload.counter.sent;
+  const text = await response.text().catch(() => '');
+  abort.abort();
+  upload.release();
+  return { status: response.status, sentAtAnswer, text, headers: response.headers };
+}
+
 /** `body` sent chunked (no Content-Length), 1 MiB at a time, counting what the server pulled. */
 function chunked(body: Uint8Array) {
   const counter = { sent: 0 };
@@ -67,16 +116,13 @@ describe('bodies are read only after the key, its scope and the queue say yes (a
       { 'X-API-Key': 'not-a-key-at-all-0123456789' },
       { Authorization: `Bearer ${METRICS_KEY}` },
     ];
-    const uploads = Array.from({ length: 64 }, (_, i) => ({ path: paths[i % 4]!, headers: headers[i % 3]!, upload: chunked(body) }));
     const answers = await Promise.all(
-      uploads.map(({ path, headers, upload }) => post(`${minato.url}${path}`, upload.stream, headers).then((r) => r.status)),
+      Array.from({ length: 64 }, (_, i) => postHeldBack(`${minato.url}${paths[i % 4]}`, body, headers[i % 3])),
     );
-    for (const status of answers) expect([401, 403]).toContain(status);
-    expect(answers.filter((status) => status === 403).length).toBe(21);
-    // The server never asked for the bodies: the client got its answer before sending more than a little of each.
-    // (What a client pulls into its socket before the answer comes back is a few MiB each.)
-    const sent = uploads.reduce((sum, { upload }) => sum + upload.counter.sent, 0);
-    expect(sent).toBeLessThan(uploads.length * body.length * 0.25);
+    for (const { status } of answers) expect([401, 403]).toContain(status);
+    expect(answers.filter(({ status }) => status === 403).length).toBe(21);
+    // Each answer came while its upload was held back after 1 MiB: the server never waited for a body.
+    for (const { sentAtAnswer } of answers) expect(sentAtAnswer).toBeLessThanOrEqual(2 * MiB);
     const grew = minato.memory().peak - before;
     expect(grew).toBeLessThan(64 * MiB); // before round three: ≈ 5 GB
     expect(ollama.requests.filter((r) => r.method === 'POST')).toHaveLength(0);
@@ -142,11 +188,11 @@ describe('a full queue refuses before the body', () => {
     const reader = running.body!.getReader();
     await reader.read();
     for (const path of ['/api/chat', '/chat/llama3.2', '/v1/chat/completions']) {
-      const upload = chunked(chatBody(30 * MiB));
-      const refused = await post(`${h.url}${path}`, upload.stream);
+      const refused = await postHeldBack(`${h.url}${path}`, chatBody(30 * MiB));
       expect(refused.status).toBe(503);
       expect(refused.headers.get('retry-after')).toBeTruthy();
-      expect(upload.counter.sent).toBeLessThan(16 * MiB);
+      // Answered while the upload was held back after its first MiB.
+      expect(refused.sentAtAnswer).toBeLessThanOrEqual(2 * MiB);
     }
     await reader.cancel();
   }, 20_000);
