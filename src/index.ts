@@ -19,16 +19,21 @@ const log = (msg: string, fields: Record<string, unknown> = {}, level = 'info') 
 // Bun's fetch runs at most 256 requests at once (BUN_CONFIG_MAX_HTTP_REQUESTS, read only when
 // the process starts); more concurrent generations would wait inside Bun, invisibly. The start
 // script raises it; say so when Minato was started some other way.
+// The single executable (`bun run build`) runs from Bun's embedded file system: there is no
+// `bun run start` to point its operator at, and its header limit is built in.
+const compiled = Bun.main.startsWith('/$bunfs/') || Bun.main.startsWith('B:/~BUN/');
 if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) {
   console.warn(
-    'minato: BUN_CONFIG_MAX_HTTP_REQUESTS is not set, so at most 256 requests to Ollama run at once; start with `bun run start`, which sets it.',
+    compiled
+      ? 'minato: BUN_CONFIG_MAX_HTTP_REQUESTS is not set, so at most 256 requests to Ollama run at once; set BUN_CONFIG_MAX_HTTP_REQUESTS=16384 in its environment (deploy/minato.service does).'
+      : 'minato: BUN_CONFIG_MAX_HTTP_REQUESTS is not set, so at most 256 requests to Ollama run at once; start with `bun run start`, which sets it (or set BUN_CONFIG_MAX_HTTP_REQUESTS=16384).',
   );
 }
 // Bun refuses a request line plus headers over 16 KiB with an empty 431 before Minato sees it;
 // prompts travel in the query string, so the start script raises that to fit MINATO_MAX_URL_BYTES.
-if (!process.execArgv.some((arg) => arg.startsWith('--max-http-header-size'))) {
+if (!compiled && !process.execArgv.some((arg) => arg.startsWith('--max-http-header-size'))) {
   console.warn(
-    'minato: started without --max-http-header-size, so Bun cuts URLs and headers over 16 KiB with an empty 431; start with `bun run start`.',
+    'minato: started without --max-http-header-size, so Bun cuts URLs and headers over 16 KiB with an empty 431; start with `bun run start` (or pass --max-http-header-size=131072 to bun).',
   );
 }
 

@@ -60,6 +60,32 @@ describe('bun run build: a single executable', () => {
     expect((await fetch(`${url}/docs/swagger-ui.css`)).headers.get('content-type')).toStartWith('text/css');
   });
 
+  test('started without BUN_CONFIG_MAX_HTTP_REQUESTS, it says what to set (there is no `bun run start` beside a binary)', async () => {
+    const env: Record<string, string | undefined> = { ...process.env, PORT: '0', OLLAMA_HOST: ollama.url };
+    delete env.BUN_CONFIG_MAX_HTTP_REQUESTS;
+    const bare = Bun.spawn([binary], { cwd: dir, env, stdout: 'pipe', stderr: 'pipe' });
+    try {
+      const decoder = new TextDecoder();
+      let out = '';
+      const reader = (bare.stdout as ReadableStream<Uint8Array>).getReader();
+      for (let i = 0; !out.includes('"msg":"listening"') && i < 1000; i++) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        out += decoder.decode(value);
+      }
+      reader.releaseLock();
+      bare.kill();
+      const warnings = await new Response(bare.stderr as ReadableStream<Uint8Array>).text();
+      expect(warnings).toContain('set BUN_CONFIG_MAX_HTTP_REQUESTS=16384 in its environment');
+      expect(warnings).not.toContain('bun run start');
+      // Its header limit is built in: no warning about it.
+      expect(warnings).not.toContain('--max-http-header-size');
+    } finally {
+      bare.kill();
+      await bare.exited;
+    }
+  });
+
   test("carries the start script's header limit: a 40 KB prompt is served, not Bun's empty 431", async () => {
     const long = await fetch(`${url}/llama3.2?message=${'a'.repeat(40_000)}`);
     expect(long.status).toBe(200);

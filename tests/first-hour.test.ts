@@ -83,6 +83,43 @@ describe('something other than Ollama at OLLAMA_HOST', () => {
   });
 });
 
+describe('OLLAMA_HOST pointing at another Minato (with keys), or at nothing', () => {
+  test("its 401 is a 502 that says OLLAMA_HOST is not Ollama, on every surface, never 'this route needs an API key'", async () => {
+    const other = startHarness({ MINATO_API_KEYS: 'other-minato-key-0123456789' });
+    const h = startHarness({ OLLAMA_HOST: other.url });
+    try {
+      const minato = await fetch(`${h.url}/llama3.2?message=hi`);
+      expect(minato.status).toBe(502);
+      const body = await json(minato);
+      expect(body.code).toBe('upstream_not_ollama');
+      expect(body.detail).toContain('asked Minato for credentials');
+      expect(body.detail).toContain('not about the key you sent');
+      const api = await fetch(`${h.url}/api/tags`);
+      expect(api.status).toBe(502);
+      expect((await json(api)).error).toContain('OLLAMA_HOST');
+      const ready = await json(await fetch(`${h.url}/ready`));
+      expect(ready.detail).toContain('asked Minato for credentials');
+      expect(ready.detail).not.toStartWith('This route needs');
+    } finally {
+      await h.close();
+      await other.close();
+    }
+  });
+
+  test('/ready with Ollama down says what to check once', async () => {
+    const h = startHarness({ OLLAMA_HOST: 'http://127.0.0.1:1' });
+    try {
+      const ready = await fetch(`${h.url}/ready`);
+      expect(ready.status).toBe(503);
+      const detail = (await json(ready)).detail as string;
+      expect(detail).toContain('Cannot reach Ollama at http://127.0.0.1:1');
+      expect(detail.split('Check that Ollama is running').length - 1).toBe(1);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('unknown query parameters are accepted, but said', () => {
   test('a Warning header and the request log name them', async () => {
     const lines: Record<string, unknown>[] = [];

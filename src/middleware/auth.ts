@@ -74,6 +74,17 @@ export function authenticate(
     if (keys.length > 0) {
       const presented = presentedKey(c.req.header('authorization'), c.req.header('x-api-key'));
       if (presented === undefined) {
+        // A key sent as `Authorization: <key>` (no scheme) or with another scheme: say how it is sent.
+        const authorization = c.req.header('authorization')?.trim();
+        if (authorization) {
+          const scheme = /^(\S+)\s+\S/.exec(authorization)?.[1];
+          throw unauthorized(
+            scheme === undefined
+              ? 'The Authorization header has no scheme: send the key as Authorization: Bearer <key> (with the word Bearer), or as X-API-Key: <key>.'
+              : `The Authorization header uses the "${scheme.slice(0, 20)}" scheme; Minato takes Authorization: Bearer <key>, or X-API-Key: <key>.`,
+            'invalid_request',
+          );
+        }
         throw unauthorized('This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>.');
       }
       const key = findKey(keys, presented);

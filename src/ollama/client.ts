@@ -143,8 +143,13 @@ export function createOllamaClient({
       };
       const response = await fetch(`${baseUrl}${path}`, init);
       noteUpstreamStatus(signal, response.status);
+      // Ollama has no authentication: a 401 comes from something else at OLLAMA_HOST (another
+      // Minato with keys, a proxy that authenticates). Relayed as it came, its "needs an API key"
+      // would read as this Minato asking the client for a key.
+      if (response.status === 401) throw await askedForCredentials(response, baseUrl);
       return { response, abort };
     } catch (error) {
+      if (error instanceof ApiError) throw error;
       if (signal?.aborted) throw new ClientGoneError();
       if (unreachable !== undefined) {
         throw new ApiError(
@@ -212,6 +217,15 @@ export async function readUpstreamError(response: Response): Promise<string> {
  * Ollama's trouble as 502/503 with what to do about it, and an answer from something that is not
  * Ollama as a 502 that says to check OLLAMA_HOST.
  */
+async function askedForCredentials(response: Response, baseUrl: string): Promise<ApiError> {
+  const { message } = await readUpstreamMessage(response).catch(() => ({ message: 'HTTP 401' }));
+  return new ApiError(
+    502,
+    `The server at OLLAMA_HOST (${baseUrl}) asked Minato for credentials (HTTP 401: ${JSON.stringify(message.slice(0, 200))}). Ollama itself has none, so OLLAMA_HOST points at something else: another Minato or a proxy with authentication. Point OLLAMA_HOST at Ollama's own address, such as http://127.0.0.1:11434. (This is not about the key you sent.)`,
+    'upstream_not_ollama',
+  );
+}
+
 export async function upstreamError(response: Response, model?: string): Promise<ApiError> {
   const { message, fromOllama, json } = await readUpstreamMessage(response);
   const status = response.status;

@@ -131,6 +131,23 @@ describe('keys', () => {
     expect(hashAsKey.status).toBe(401);
   });
 
+  test('a key sent without "Bearer", or with another scheme, is a 401 that says how to send it (not "needs an API key")', async () => {
+    const bare = await fetch(`${h.url}/llama3.2?message=hi`, { headers: { Authorization: USER } });
+    expect(bare.status).toBe(401);
+    const bareBody = await json(bare);
+    expect(bareBody.detail).toContain('has no scheme');
+    expect(bareBody.detail).toContain('Authorization: Bearer <key>');
+    expect(bareBody.detail).not.toContain(USER);
+    expect(bare.headers.get('www-authenticate')).toContain('error="invalid_request"');
+    const basic = await fetch(`${h.url}/llama3.2?message=hi`, { headers: { Authorization: `Basic ${btoa(`x:${USER}`)}` } });
+    expect(basic.status).toBe(401);
+    expect((await json(basic)).detail).toContain('"Basic" scheme');
+    // And on the relayed surfaces, in their shapes.
+    const api = await fetch(`${h.url}/api/tags`, { headers: { Authorization: USER } });
+    expect((await json(api)).error).toContain('has no scheme');
+    expect((await fetch(`${h.url}/llama3.2?message=hi`, { headers: { Authorization: `Bearer ${USER}` } })).status).toBe(200);
+  });
+
   test('an admin key may install; an ordinary key may not', async () => {
     h.ollama.registry.set('tinyllama', { layers: 1 });
     const pulls = () => h.ollama.requests.filter((r) => r.path === '/api/pull').length;

@@ -1,3 +1,4 @@
+import { ApiError } from '../../http/errors';
 import { createRoute, z } from '@hono/zod-openapi';
 import { withFacts } from '../../http/route-facts';
 import type { Lifecycle } from '../../lifecycle';
@@ -71,6 +72,9 @@ const ready = withFacts(
   { duringDrain: true },
 );
 
+const notReadyHidden =
+  'Ollama is not ready. Check that Ollama is running and that OLLAMA_HOST points at it; a request with an API key gets the details.';
+
 export function registerHealthRoutes(app: AppRouter, { config, ollama, fleet }: Deps, lifecycle: Lifecycle) {
   app.openapi(anyKey(config, health), (c) => c.json({ status: 'ok' as const }, 200));
 
@@ -90,7 +94,7 @@ export function registerHealthRoutes(app: AppRouter, { config, ollama, fleet }: 
         {
           detail: details
             ? `Ollama at ${ollama.baseUrl} is not ready: ${why.replace(/\.$/, '')}. Check that Ollama is running and that OLLAMA_HOST points at it.`
-            : 'Ollama is not ready. Check that Ollama is running and that OLLAMA_HOST points at it; a request with an API key gets the details.',
+            : notReadyHidden,
           code: 'not_ready',
         },
         503,
@@ -125,6 +129,9 @@ export function registerHealthRoutes(app: AppRouter, { config, ollama, fleet }: 
       if (!details) return c.json({ status: 'ready' as const }, 200);
       return c.json({ status: 'ready' as const, ollama: { url: ollama.baseUrl, version: String(version ?? 'unknown') } }, 200);
     } catch (error) {
+      // Minato's own errors already say what to check: not said twice.
+      if (error instanceof ApiError)
+        return c.json({ detail: details ? `Not ready: ${error.detail}` : notReadyHidden, code: 'not_ready' }, 503);
       return notReady((error as Error).message);
     }
   });
