@@ -1,10 +1,11 @@
+import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { ApiError, ClientGoneError } from './http/errors';
-import { errorPayload, surfaceOfPath } from './http/render-error';
+import { errorPayload, type Surface, surfaceOfPath } from './http/render-error';
 import { factsOf } from './http/route-facts';
 import { RESERVED_FIRST_SEGMENTS } from './http/model-name';
 import { createMetrics } from './observability/metrics';
-import { type AppRouter, createRouter } from './http/router';
+import { type AppEnv, type AppRouter, createRouter } from './http/router';
 import { createAdmission } from './admission/queue';
 import { createLifecycle } from './lifecycle';
 import { createRateLimiter, createRedisRateLimiter } from './security/rate-limit';
@@ -110,31 +111,41 @@ export function createApp({
   const routes = mountRoutes(app, { ...deps, lifecycle });
   const table = routeTable(app);
 
+  /** Every error Minato answers, in the dialect of the route that answered (unmatched paths: of the path). */
+  const render = (c: Context<AppEnv>, error: ApiError, surface: Surface = factsOf(c)?.surface ?? 'minato') => {
+    c.var.record.errorCode = error.code;
+    const body = JSON.stringify(errorPayload(surface, error));
+    c.var.record.bytes = Buffer.byteLength(body);
+    return c.body(body, error.statusCode, { ...error.headers, 'Content-Type': 'application/json' });
+  };
+
   app.notFound((c) => {
     // A reserved first segment (`/api`, `/v1`, …) is never the model of `GET /{model_name}`.
     const reserved = RESERVED_FIRST_SEGMENTS.has(c.req.path.split('/')[1] ?? '');
-    const allowed = table
-      .filter((route) => route.pattern.test(c.req.path) && !(reserved && route.path === '/:model_name'))
-      .map((route) => route.method);
+    const allowed = [
+      ...new Set(
+        table
+          .filter((route) => route.pattern.test(c.req.path) && !(reserved && route.path === '/:model_name'))
+          .map((route) => route.method),
+      ),
+    ];
     if (allowed.length > 0) {
-      return c.json(
-        {
-          detail: `Method ${c.req.method} is not allowed on ${c.req.path}; use ${[...new Set(allowed)].join(', ')}.`,
-          code: 'method_not_allowed',
-        },
-        405,
-        { Allow: [...new Set(allowed)].join(', ') },
+      return render(
+        c,
+        new ApiError(405, `Method ${c.req.method} is not allowed on ${c.req.path}; use ${allowed.join(', ')}.`, 'method_not_allowed', {
+          Allow: allowed.join(', '),
+        }),
+        surfaceOfPath(c.req.path),
       );
     }
     // In the dialect of the path's surface: Ollama's and OpenAI's clients read their own shapes.
     const surface = surfaceOfPath(c.req.path);
     const where = surface === 'ollama' ? " in Minato's Ollama API" : surface === 'openai' ? " in Minato's OpenAI-compatible API" : '';
-    const error = new ApiError(
-      404,
-      `No route ${c.req.path}${where}.${surface === 'openai' ? '' : ' The API reference is at /docs.'}`,
-      'not_found',
+    return render(
+      c,
+      new ApiError(404, `No route ${c.req.path}${where}.${surface === 'openai' ? '' : ' The API reference is at /docs.'}`, 'not_found'),
+      surface,
     );
-    return c.json(errorPayload(surface, error), 404);
   });
 
   app.onError((thrown, c) => {
@@ -143,31 +154,28 @@ export function createApp({
     // The client went away (an abandoned upload, a closed stream): nobody to answer, nothing wrong.
     if (error instanceof ClientGoneError || c.req.raw.signal.aborted) return new Response(null, { status: 499 });
     if (error instanceof ApiError) {
-      c.var.record.errorCode = error.code;
       if (error.code.startsWith('upstream_')) metrics?.upstreamError(error.code.slice('upstream_'.length), c.var.record.instance);
-      // Rendered in the dialect of the route the request was for (Minato's, Ollama's or OpenAI's).
-      const body = JSON.stringify(errorPayload(factsOf(c)?.surface ?? 'minato', error));
-      c.var.record.bytes = Buffer.byteLength(body);
-      return c.body(body, error.statusCode, { ...error.headers, 'Content-Type': 'application/json' });
+      return render(c, error);
     }
     if (error instanceof HTTPException) {
-      // zod-openapi's own content-type gate on the vision routes answers 415 before the handler runs.
+      // zod-openapi's own content-type gate on the vision and chat routes answers 415 before the handler runs.
       if (error.status === 415) {
         const chat = /^\/(stream\/)?chat\//.test(c.req.path);
-        return c.json(
-          {
-            detail: chat
+        return render(
+          c,
+          new ApiError(
+            415,
+            chat
               ? 'Send the conversation as application/json: {"messages": [{"role": "user", "content": "Hi"}]}.'
               : 'Send images as multipart/form-data (files in the field "images") or as application/json {"images": ["<base64>"]}.',
-            code: 'unsupported_media_type',
-          },
-          415,
+            'unsupported_media_type',
+          ),
         );
       }
-      return c.json({ detail: error.message || 'Bad request', code: 'bad_request' }, error.status as 400);
+      return render(c, new ApiError(error.status, error.message || 'Bad request', 'bad_request'));
     }
     console.error(JSON.stringify({ level: 'error', msg: 'unhandled error', path: c.req.path, error: String(error) }));
-    return c.json({ detail: 'Internal error in Minato. It has been logged.', code: 'internal_error' }, 500);
+    return render(c, new ApiError(500, 'Internal error in Minato. It has been logged.', 'internal_error'));
   });
 
   return routes;

@@ -39,6 +39,18 @@ describe('unknown routes and wrong methods', () => {
       expect((await json(response)).code).toBe('method_not_allowed');
     }
   });
+
+  test('a wrong method on the relayed surfaces answers in their dialects, through the one renderer', async () => {
+    const ollama = await fetch(`${h.url}/api/chat`);
+    expect(ollama.status).toBe(405);
+    expect(ollama.headers.get('allow')).toBe('POST');
+    expect((await json(ollama)).error).toContain('Method GET is not allowed on /api/chat');
+    const openai = await fetch(`${h.url}/v1/chat/completions`);
+    expect(openai.status).toBe(405);
+    const body = await json(openai);
+    expect(body.error.code).toBe('method_not_allowed');
+    expect(body.error.type).toBe('invalid_request_error');
+  });
 });
 
 describe('HEAD', () => {

@@ -1,4 +1,7 @@
 import { createMiddleware } from 'hono/factory';
+import { ApiError } from '../http/errors';
+import { errorPayload } from '../http/render-error';
+import { factsOf } from '../http/route-facts';
 import type { Lifecycle } from '../lifecycle';
 import type { Metrics, StreamEnd, StreamObserver } from '../observability/metrics';
 import { attachRecord, type RequestRecord } from '../observability/request-record';
@@ -168,13 +171,17 @@ export function requestContext({ metrics, lifecycle, log, clientAddress = (peer)
     if (outcome === 'cut' && !streaming) {
       handled.catch(() => {});
       record.errorCode = 'cut_off_by_shutdown';
-      c.res = Response.json(
-        {
-          detail: 'Minato is shutting down and could not finish this request in time. Retry on another instance, or in a few seconds.',
-          code: 'shutting_down',
-        },
-        { status: 503, headers: { 'Retry-After': '5', Connection: 'close' } },
+      // In the dialect of the route, as every error (the error handler is not in this path).
+      const error = new ApiError(
+        503,
+        'Minato is shutting down and could not finish this request in time. Retry on another instance, or in a few seconds.',
+        'shutting_down',
+        { 'Retry-After': '5', Connection: 'close' },
       );
+      c.res = Response.json(errorPayload(factsOf(c)?.surface ?? 'minato', error), {
+        status: 503,
+        headers: error.headers,
+      });
     } else if (outcome === 'cut') {
       await handled;
     }

@@ -1,4 +1,5 @@
 import { createMiddleware } from 'hono/factory';
+import { ApiError } from '../http/errors';
 import type { AppEnv } from '../http/router';
 
 /**
@@ -13,7 +14,11 @@ export const warnUnknownQuery = (known: ReadonlySet<string>, { refuseHead = fals
     // Hono answers HEAD with the GET handler, which on a generation route would run a whole
     // generation on the GPU to throw its body away: those routes answer HEAD with 405 instead.
     // (Here rather than in a middleware of its own: every layer costs each request.)
-    if (refuseHead && c.req.method === 'HEAD') return Promise.resolve(c.body(null, 405, { Allow: 'GET' }));
+    if (refuseHead && c.req.method === 'HEAD') {
+      throw new ApiError(405, 'HEAD would run a whole generation to throw its answer away: send GET.', 'method_not_allowed', {
+        Allow: 'GET',
+      });
+    }
     if (!c.req.url.includes('?')) return next();
     const unknown = Object.keys(c.req.queries()).filter((name) => !known.has(name));
     if (unknown.length === 0) return next();
