@@ -4,7 +4,7 @@ import { isTicket, type Slot, type Ticket } from './queue';
 import { ApiError, ClientGoneError } from '../http/errors';
 import type { StreamObserver } from '../observability/metrics';
 import { inBandError, STREAM_CONTENT_TYPES, STREAM_HEADERS, type StreamFormat } from '../streaming/ndjson';
-import { isLoopback } from '../config';
+import { ownerOf } from '../security/owner';
 import { resolvedModelName } from '../http/model-name';
 import type { AppEnv } from '../http/router';
 import type { Deps } from '../deps';
@@ -44,17 +44,6 @@ async function placesFor(c: Context<AppEnv>, fleet: Fleet, deps: Deps, model: st
 }
 
 /**
- * Who a generation counts against for MINATO_MAX_CONCURRENT_PER_KEY: its key; without keys, its
- * client address when Minato is exposed beyond loopback (on loopback every client is the same).
- */
-function ownerOf(c: Context<AppEnv>, deps: Deps): string | undefined {
-  const key = c.var.apiKey;
-  if (key) return `key:${key.id}`;
-  if (deps.config.apiKeys.length > 0 || isLoopback(deps.config.host)) return undefined;
-  return `ip:${c.var.client()}`;
-}
-
-/**
  * Asks for a slot for `model` (on one of the instances that have it, with several): one at once,
  * or a ticket to wait on (throws 503 when the queue is full, 404 when no instance has the model).
  */
@@ -65,9 +54,9 @@ function enter(c: Context<AppEnv>, deps: Deps, model: string): Slot | Ticket | P
   c.var.holdConnection?.();
   const { fleet } = deps;
   // One instance: no promise on the way (the common case, on every generation).
-  if (!fleet) return deps.admission.enter(resolvedModelName(model), c.req.raw.signal, ownerOf(c, deps));
+  if (!fleet) return deps.admission.enter(resolvedModelName(model), c.req.raw.signal, ownerOf(c, deps.config));
   return placesFor(c, fleet, deps, model).then((places) =>
-    deps.admission.enter(resolvedModelName(model), c.req.raw.signal, ownerOf(c, deps), places),
+    deps.admission.enter(resolvedModelName(model), c.req.raw.signal, ownerOf(c, deps.config), places),
   );
 }
 
@@ -75,12 +64,12 @@ function enter(c: Context<AppEnv>, deps: Deps, model: string): Slot | Ticket | P
 export async function checkAdmission(c: Context<AppEnv>, deps: Deps, model: string) {
   c.var.record.model = model;
   const places = deps.fleet ? await placesFor(c, deps.fleet, deps, model) : undefined;
-  deps.admission.check(resolvedModelName(model), ownerOf(c, deps), places);
+  deps.admission.check(resolvedModelName(model), ownerOf(c, deps.config), places);
 }
 
 /** Refuses now (503) a generation that could neither start nor wait whatever its model: before its body is read. */
 export function checkAdmissionAnyModel(c: Context<AppEnv>, deps: Deps) {
-  deps.admission.checkAnyModel(ownerOf(c, deps));
+  deps.admission.checkAnyModel(ownerOf(c, deps.config));
 }
 
 /** The slot itself, waiting for it when it came as a ticket (a 503 when the wait is too long). */

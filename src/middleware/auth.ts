@@ -1,11 +1,12 @@
 import type { RouteConfig } from '@hono/zod-openapi';
 import type { Context, Next } from 'hono';
 import { createMiddleware } from 'hono/factory';
-import { type Config, isLoopback } from '../config';
+import type { Config } from '../config';
 import { allows, findKey, presentedKey, type Scope } from '../security/api-keys';
 import { ApiError } from '../http/errors';
 import { createRateLimiter, type RateLimiter, type SharedRateLimiter } from '../security/rate-limit';
 import type { AppEnv } from '../http/router';
+import { ownerOf } from '../security/owner';
 import { factsOf } from '../http/route-facts';
 import { jsonError as authErrorResponse } from '../openapi/schemas';
 
@@ -52,7 +53,6 @@ export function authenticate(
 ) {
   const keys = config.apiKeys;
   const addressOf = (c: Context<AppEnv>) => c.var.client();
-  const limitByAddress = keys.length === 0 && !isLoopback(config.host);
   // The client's address is looked up (a cost on every request) only while some address has
   // wrong keys counted: a bucket refills within the minute after its last failure.
   let lastFailureAt = Number.NEGATIVE_INFINITY;
@@ -68,7 +68,6 @@ export function authenticate(
       }
       return next();
     }
-    let client: string;
     let keyId: string | undefined;
     let limit = config.rateLimitPerMinute;
     if (keys.length > 0) {
@@ -110,14 +109,12 @@ export function authenticate(
       c.set('apiKey', key);
       c.var.record.keyId = key.id;
       keyId = key.id;
-      client = `key:${key.id}`;
       limit = key.rpm ?? limit;
-    } else {
-      if (!limitByAddress) return next();
-      client = `ip:${addressOf(c)}`;
     }
-    if (limit === 0) return next();
-    return limited(c, next, client, limit, keyId);
+    // Counted per owner: the key, or without keys beyond loopback the client address.
+    const owner = ownerOf(c, config);
+    if (owner === undefined || limit === 0) return next();
+    return limited(c, next, owner, limit, keyId);
   });
 
   async function limited(c: Context<AppEnv>, next: Next, client: string, limit: number, keyId: string | undefined) {
