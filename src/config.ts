@@ -225,6 +225,8 @@ export type Config = {
   ollamaHost: string;
   /** Every Ollama instance Minato routes to (OLLAMA_HOSTS; else just OLLAMA_HOST). */
   ollamaHosts: string[];
+  /** Where `ollamaHosts` came from, said at start: OLLAMA_HOSTS replaces OLLAMA_HOST when both are set. */
+  ollamaHostsFrom: { variable: 'OLLAMA_HOSTS' | 'OLLAMA_HOST'; ignoredOllamaHost: boolean };
   /** Background refresh of each instance's models and health (several instances only). */
   fleetRefreshMs: number;
   port: number;
@@ -340,6 +342,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return {
     ollamaHost: e.OLLAMA_HOSTS?.[0] ?? e.OLLAMA_HOST,
     ollamaHosts: e.OLLAMA_HOSTS ?? [e.OLLAMA_HOST],
+    ollamaHostsFrom: {
+      variable: e.OLLAMA_HOSTS ? 'OLLAMA_HOSTS' : 'OLLAMA_HOST',
+      ignoredOllamaHost: e.OLLAMA_HOSTS !== undefined && present.OLLAMA_HOST !== undefined,
+    },
     fleetRefreshMs: e.MINATO_FLEET_REFRESH * 1000,
     port: e.PORT,
     host: e.HOST,

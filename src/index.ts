@@ -16,7 +16,8 @@ try {
 const log = (msg: string, fields: Record<string, unknown> = {}, level = 'info') =>
   writeLine(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
 
-// Bun's fetch runs at most 256 requests at once (BUN_CONFIG_MAX_HTTP_REQUESTS, read only when
+// Bun's fetch runs at most 256 requests at once (BUN_CONFIG_MAX_HTTP_REQUESTS, Bun's own variable
+// rather than Minato's configuration, read only when
 // the process starts); more concurrent generations would wait inside Bun, invisibly. The start
 // script raises it; say so when Minato was started some other way.
 // The single executable (`bun run build`) runs from Bun's embedded file system: there is no
@@ -65,10 +66,10 @@ const { server, shutdown } = started;
 log('listening', {
   url: `http://${server.hostname}:${server.port}`,
   // OLLAMA_HOSTS, when set, replaces OLLAMA_HOST: say which one is in force.
-  ...(process.env.OLLAMA_HOSTS
+  ...(config.ollamaHostsFrom.variable === 'OLLAMA_HOSTS'
     ? {
         ollama: config.ollamaHosts,
-        ollama_from: `OLLAMA_HOSTS (${config.ollamaHosts.length} instances${process.env.OLLAMA_HOST ? '; OLLAMA_HOST is ignored' : ''})`,
+        ollama_from: `OLLAMA_HOSTS (${config.ollamaHosts.length} instances${config.ollamaHostsFrom.ignoredOllamaHost ? '; OLLAMA_HOST is ignored' : ''})`,
       }
     : { ollama: config.ollamaHost }),
   docs: '/docs',

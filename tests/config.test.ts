@@ -31,6 +31,14 @@ describe('loadConfig', () => {
     const config = loadConfig({});
     expect(config).toMatchObject({ ollamaHost: 'http://127.0.0.1:11434', port: 8000, host: '127.0.0.1', firstByteTimeoutMs: 300_000 });
   });
+  test('says where the Ollama addresses came from: OLLAMA_HOSTS replaces OLLAMA_HOST, which is then ignored', () => {
+    expect(loadConfig({}).ollamaHostsFrom).toEqual({ variable: 'OLLAMA_HOST', ignoredOllamaHost: false });
+    const both = loadConfig({ OLLAMA_HOSTS: 'gpu1:11434,gpu2:11434', OLLAMA_HOST: 'gpu0' });
+    expect(both.ollamaHostsFrom).toEqual({ variable: 'OLLAMA_HOSTS', ignoredOllamaHost: true });
+    expect(both.ollamaHosts).toEqual(['http://gpu1:11434', 'http://gpu2:11434']);
+    expect(loadConfig({ OLLAMA_HOSTS: 'gpu1:11434,gpu2:11434' }).ollamaHostsFrom.ignoredOllamaHost).toBe(false);
+  });
+
   test('empty values count as unset', () => {
     expect(loadConfig({ PORT: '', OLLAMA_HOST: '' }).port).toBe(8000);
   });
