@@ -1,3 +1,4 @@
+/// <reference path="../../assets.d.ts" />
 import type { AppRouter } from '../../http/router';
 import { SECURITY_SCHEMES } from '../../middleware/auth';
 
