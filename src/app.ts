@@ -55,7 +55,7 @@ export function createApp({
     (config.ollamaHosts.length > 1
       ? createFleet({
           urls: config.ollamaHosts,
-          metadataTimeoutMs: config.metadataTimeoutMs,
+          checkDeadline: config.metadata,
           refreshMs: config.fleetRefreshMs,
           onWaiting: metrics?.waiting,
           // Every change but the first check finding an instance up (which is the expected start).
@@ -77,7 +77,7 @@ export function createApp({
     perOwner: config.maxConcurrentPerKey,
     queuePerModel: config.maxQueuePerModel,
     queueTotal: config.maxQueue,
-    timeoutMs: config.queueTimeoutMs,
+    timeoutMs: config.queueWait.ms,
   });
   const bodyBudget = createBodyBudget(config.bodyBudgetBytes);
   const deps = { config, ollama, metrics, admission, fleet, bodyBudget };
@@ -92,7 +92,7 @@ export function createApp({
     '*',
     authenticate(
       config,
-      config.redisUrl ? createRedisRateLimiter(config.redisUrl, logLine, { timeoutMs: config.redisTimeoutMs }) : createRateLimiter(),
+      config.redisUrl ? createRedisRateLimiter(config.redisUrl, logLine, { timeoutMs: config.redisCommand.ms }) : createRateLimiter(),
     ),
   );
 

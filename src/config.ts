@@ -220,6 +220,11 @@ const EnvSchema = z.object({
   MINATO_LOG_REQUESTS: flag('true'),
 });
 
+/** A time limit and the setting it comes from, so that an error can name what to raise. */
+export type Deadline = { readonly ms: number; readonly setting: string };
+
+const deadline = (ms: number, setting: string): Deadline => ({ ms, setting });
+
 export type Config = {
   /** The first (or only) Ollama instance. */
   ollamaHost: string;
@@ -231,10 +236,10 @@ export type Config = {
   fleetRefreshMs: number;
   port: number;
   host: string;
-  firstByteTimeoutMs: number;
-  streamIdleTimeoutMs: number;
-  pullIdleTimeoutMs: number;
-  metadataTimeoutMs: number;
+  firstByte: Deadline;
+  streamIdle: Deadline;
+  pullIdle: Deadline;
+  metadata: Deadline;
   capabilitiesTtlMs: number;
   maxImageBytes: number;
   maxImages: number;
@@ -247,7 +252,7 @@ export type Config = {
   allowedHosts: string[];
   rateLimitPerMinute: number;
   redisUrl?: string;
-  redisTimeoutMs: number;
+  redisCommand: Deadline;
   /** Peers whose X-Forwarded-For names the client (addresses and CIDRs). */
   trustedProxies: string[];
   maxConcurrentPerModel: number;
@@ -255,16 +260,16 @@ export type Config = {
   maxConcurrentPerKey: number;
   maxQueuePerModel: number;
   maxQueue: number;
-  queueTimeoutMs: number;
-  bodyTimeoutMs: number;
-  clientStallTimeoutMs: number;
+  queueWait: Deadline;
+  bodyUpload: Deadline;
+  clientStall: Deadline;
   maxUrlBytes: number;
   maxHeaderBytes: number;
   maxBodyBytes: number;
   maxChatBodyBytes: number;
   maxBlobBytes: number;
   bodyBudgetBytes: number;
-  shutdownGraceMs: number;
+  shutdownGrace: Deadline;
   logRequests: boolean;
 };
 
@@ -349,10 +354,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     fleetRefreshMs: e.MINATO_FLEET_REFRESH * 1000,
     port: e.PORT,
     host: e.HOST,
-    firstByteTimeoutMs: e.MINATO_FIRST_BYTE_TIMEOUT * 1000,
-    streamIdleTimeoutMs: e.MINATO_STREAM_IDLE_TIMEOUT * 1000,
-    pullIdleTimeoutMs: e.MINATO_PULL_IDLE_TIMEOUT * 1000,
-    metadataTimeoutMs: e.MINATO_METADATA_TIMEOUT * 1000,
+    firstByte: deadline(e.MINATO_FIRST_BYTE_TIMEOUT * 1000, 'MINATO_FIRST_BYTE_TIMEOUT'),
+    streamIdle: deadline(e.MINATO_STREAM_IDLE_TIMEOUT * 1000, 'MINATO_STREAM_IDLE_TIMEOUT'),
+    pullIdle: deadline(e.MINATO_PULL_IDLE_TIMEOUT * 1000, 'MINATO_PULL_IDLE_TIMEOUT'),
+    metadata: deadline(e.MINATO_METADATA_TIMEOUT * 1000, 'MINATO_METADATA_TIMEOUT'),
     capabilitiesTtlMs: e.MINATO_CAPABILITIES_TTL * 1000,
     maxImageBytes: e.MINATO_MAX_IMAGE_BYTES,
     maxImages: e.MINATO_MAX_IMAGES,
@@ -364,7 +369,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     allowedHosts,
     rateLimitPerMinute: e.MINATO_RATE_LIMIT,
     redisUrl: e.MINATO_REDIS_URL,
-    redisTimeoutMs: e.MINATO_REDIS_TIMEOUT_MS,
+    redisCommand: deadline(e.MINATO_REDIS_TIMEOUT_MS, 'MINATO_REDIS_TIMEOUT_MS'),
     trustedProxies,
     maxConcurrentPerModel: e.MINATO_MAX_CONCURRENT_PER_MODEL,
     maxConcurrent: e.MINATO_MAX_CONCURRENT,
@@ -373,16 +378,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       e.MINATO_MAX_CONCURRENT_PER_KEY ?? Math.max(1, Math.ceil((e.MINATO_MAX_CONCURRENT * (e.OLLAMA_HOSTS?.length ?? 1)) / 2)),
     maxQueuePerModel: e.MINATO_MAX_QUEUE_PER_MODEL,
     maxQueue: e.MINATO_MAX_QUEUE,
-    queueTimeoutMs: e.MINATO_QUEUE_TIMEOUT * 1000,
-    bodyTimeoutMs: e.MINATO_BODY_TIMEOUT * 1000,
-    clientStallTimeoutMs: e.MINATO_CLIENT_STALL_TIMEOUT * 1000,
+    queueWait: deadline(e.MINATO_QUEUE_TIMEOUT * 1000, 'MINATO_QUEUE_TIMEOUT'),
+    bodyUpload: deadline(e.MINATO_BODY_TIMEOUT * 1000, 'MINATO_BODY_TIMEOUT'),
+    clientStall: deadline(e.MINATO_CLIENT_STALL_TIMEOUT * 1000, 'MINATO_CLIENT_STALL_TIMEOUT'),
     maxUrlBytes: e.MINATO_MAX_URL_BYTES,
     maxHeaderBytes: e.MINATO_MAX_HEADER_BYTES,
     maxBodyBytes: e.MINATO_MAX_BODY_BYTES,
     maxChatBodyBytes: e.MINATO_MAX_CHAT_BODY_BYTES,
     maxBlobBytes: e.MINATO_MAX_BLOB_BYTES,
     bodyBudgetBytes: e.MINATO_BODY_BUDGET,
-    shutdownGraceMs: e.MINATO_SHUTDOWN_GRACE * 1000,
+    shutdownGrace: deadline(e.MINATO_SHUTDOWN_GRACE * 1000, 'MINATO_SHUTDOWN_GRACE'),
     logRequests: e.MINATO_LOG_REQUESTS,
   };
 }

@@ -87,7 +87,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, async () => {
     if (stopping) return;
     stopping = true;
-    log('draining', { signal, grace_s: config.shutdownGraceMs / 1000 });
+    log('draining', { signal, grace_s: config.shutdownGrace.ms / 1000 });
     const { drained, cutOff } = await shutdown();
     log('stopped', { drained, cut_off: cutOff });
     await logWritten();

@@ -18,7 +18,7 @@ export function startServer(dependencies: AppDependencies, overrides: { port?: n
     idleTimeout: IDLE_TIMEOUT_SECONDS,
     fetch: (request, server) => app.fetch(request, { server }),
   });
-  return { server, lifecycle, shutdown: () => shutdown(server, lifecycle, config.shutdownGraceMs) };
+  return { server, lifecycle, shutdown: () => shutdown(server, lifecycle, config.shutdownGrace.ms) };
 }
 
 export type ShutdownResult = { drained: boolean; cutOff: number };

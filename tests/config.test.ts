@@ -29,7 +29,12 @@ describe('OLLAMA_HOST accepts the forms Ollama accepts', () => {
 describe('loadConfig', () => {
   test('defaults: Ollama on loopback, port 8000, loopback bind, 5-minute first-byte deadline', () => {
     const config = loadConfig({});
-    expect(config).toMatchObject({ ollamaHost: 'http://127.0.0.1:11434', port: 8000, host: '127.0.0.1', firstByteTimeoutMs: 300_000 });
+    expect(config).toMatchObject({
+      ollamaHost: 'http://127.0.0.1:11434',
+      port: 8000,
+      host: '127.0.0.1',
+      firstByte: { ms: 300_000, setting: 'MINATO_FIRST_BYTE_TIMEOUT' },
+    });
   });
   test('says where the Ollama addresses came from: OLLAMA_HOSTS replaces OLLAMA_HOST, which is then ignored', () => {
     expect(loadConfig({}).ollamaHostsFrom).toEqual({ variable: 'OLLAMA_HOST', ignoredOllamaHost: false });

@@ -25,7 +25,10 @@ describe('configuration errors say what is expected', () => {
     for (const env of [{ PORT: 'abc' }, { MINATO_STREAM_IDLE_TIMEOUT: 'x' }, { MINATO_MAX_IMAGES: '1.5' }] as Record<string, string>[]) {
       expect(problemsOf(env).join()).not.toContain('NaN');
     }
-    expect(loadConfig({ PORT: ' 8080 ', MINATO_FIRST_BYTE_TIMEOUT: '2.5' })).toMatchObject({ port: 8080, firstByteTimeoutMs: 2500 });
+    expect(loadConfig({ PORT: ' 8080 ', MINATO_FIRST_BYTE_TIMEOUT: '2.5' })).toMatchObject({
+      port: 8080,
+      firstByte: { ms: 2500, setting: 'MINATO_FIRST_BYTE_TIMEOUT' },
+    });
   });
 
   test('an OLLAMA_HOST copied with /api (or /v1) is refused with the address to use instead', () => {

@@ -66,7 +66,7 @@ export function requestLimits(config: Config, lifecycle: Lifecycle, budget: Body
       overLimit,
       budget,
       weight: facts?.parsesBody ? PARSED_BODY_WEIGHT : 1,
-      timeoutMs: config.bodyTimeoutMs,
+      timeoutMs: config.bodyUpload.ms,
     });
     deferBody(c, body);
     return next().finally(() => body.release());

@@ -14,11 +14,7 @@ export function createCapabilityLookup(ollama: OllamaClient, config: Config): Ca
   return async (model, signal) => {
     const cached = cache.get(model);
     if (cached && cached.expires > Date.now()) return cached.capabilities;
-    const { response } = await ollama.call(
-      '/api/show',
-      { model },
-      { signal, firstByteTimeoutMs: config.metadataTimeoutMs, timeoutSetting: 'MINATO_METADATA_TIMEOUT' },
-    );
+    const { response } = await ollama.call('/api/show', { model }, { signal, deadline: config.metadata });
     if (!response.ok) throw await upstreamError(response, model);
     const body = (await response.json().catch(() => ({}))) as { capabilities?: unknown };
     if (!Array.isArray(body.capabilities)) {

@@ -12,11 +12,7 @@ export type ChatBody = { model: string; messages: unknown[] } & Record<string, u
 
 /** Starts a streamed `/api/chat` and turns any non-2xx answer into the client-facing error. */
 async function startChat({ config, ollama }: Deps, body: ChatBody, signal: AbortSignal): Promise<UpstreamCall> {
-  const call = await ollama.call(
-    '/api/chat',
-    { ...body, stream: true },
-    { signal, firstByteTimeoutMs: config.firstByteTimeoutMs, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
-  );
+  const call = await ollama.call('/api/chat', { ...body, stream: true }, { signal, deadline: config.firstByte });
   if (!call.response.ok) throw await upstreamError(call.response, body.model);
   return call;
 }

@@ -1,3 +1,4 @@
+import type { Deadline } from '../config';
 import { ApiError, ClientGoneError, networkErrorText } from '../http/errors';
 import { parseObject } from '../streaming/ndjson';
 import { noteUpstreamStatus } from '../observability/request-record';
@@ -46,10 +47,8 @@ export type UpstreamCall = {
 export type CallOptions = {
   /** The client's signal: when the client goes away, so does the upstream request. */
   signal?: AbortSignal;
-  /** Deadline for Ollama's response headers; Ollama sends none until its first line. */
-  firstByteTimeoutMs: number;
-  /** Name of the setting behind firstByteTimeoutMs, for the 504 message. */
-  timeoutSetting: string;
+  /** Deadline for Ollama's response headers (Ollama sends none until its first line), and its setting for the 504. */
+  deadline: Deadline;
   method?: 'GET' | 'POST' | 'DELETE' | 'HEAD';
   /** The model the request is for, when the body is not read by Minato: chooses the instance among several. */
   model?: string;
@@ -101,7 +100,9 @@ export function createOllamaClient({
 
   const call = async (path: string, given: CallBody, options: CallOptions): Promise<UpstreamCall> => {
     const body = typeof given === 'function' ? (given as () => unknown)() : given;
-    const { signal, firstByteTimeoutMs, timeoutSetting, method = body === undefined ? 'GET' : 'POST' } = options;
+    const { signal, deadline: limit, method = body === undefined ? 'GET' : 'POST' } = options;
+    const firstByteTimeoutMs = limit.ms;
+    const timeoutSetting = limit.setting;
     if (signal?.aborted) throw new ClientGoneError();
     const { controller, abort } = abortable(signal);
     let timedOut = false;

@@ -13,8 +13,7 @@ import { type Fleet, type Instance, type ListedModel, listedName } from './fleet
 const encoder = new TextEncoder();
 const metadata = (config: Config, signal?: AbortSignal) => ({
   signal,
-  firstByteTimeoutMs: config.metadataTimeoutMs,
-  timeoutSetting: 'MINATO_METADATA_TIMEOUT',
+  deadline: config.metadata,
 });
 
 export type ListedEverywhere = (ListedModel & { hosts: string[] })[];
@@ -114,7 +113,7 @@ export function pullEverywhere(
             const call = await instance.client.call(
               '/api/pull',
               { ...body, stream: true },
-              { signal: controller.signal, firstByteTimeoutMs: config.firstByteTimeoutMs, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
+              { signal: controller.signal, deadline: config.firstByte },
             );
             if (!call.response.ok) throw await upstreamError(call.response);
             let succeeded = false;

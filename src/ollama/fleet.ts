@@ -1,7 +1,8 @@
+import type { Deadline } from '../config';
 import { ApiError } from '../http/errors';
 import { resolvedModelName } from '../http/model-name';
 import { type RequestRecord, recordOf } from '../observability/request-record';
-import { type CallOptions, createOllamaClient, type OllamaClient, type UpstreamCall } from './client';
+import { createOllamaClient, type OllamaClient, type UpstreamCall } from './client';
 
 /**
  * Several Ollama instances (OLLAMA_HOSTS: one per GPU or box) behind one Minato. Ollama loads a
@@ -70,7 +71,7 @@ export const listedName = (model: ListedModel) => String(model.name ?? model.mod
 export type FleetOptions = {
   urls: string[];
   /** Deadline for one check of an instance (MINATO_METADATA_TIMEOUT). */
-  metadataTimeoutMs: number;
+  checkDeadline: Deadline;
   /** How often a healthy instance is checked (MINATO_FLEET_REFRESH); a down one every second at most. */
   refreshMs: number;
   onWaiting?: (delta: 1 | -1) => void;
@@ -78,7 +79,7 @@ export type FleetOptions = {
   onStateChange?: (instance: Instance, previous: InstanceState) => void;
 };
 
-export function createFleet({ urls, metadataTimeoutMs, refreshMs, onWaiting, onStateChange }: FleetOptions) {
+export function createFleet({ urls, checkDeadline, refreshMs, onWaiting, onStateChange }: FleetOptions) {
   const instances: Instance[] = urls.map((url) => ({
     name: instanceName(url),
     url,
@@ -100,9 +101,8 @@ export function createFleet({ urls, metadataTimeoutMs, refreshMs, onWaiting, onS
     if (previous !== state) onStateChange?.(instance, previous);
   };
 
-  const timing = (ms: number): CallOptions => ({ firstByteTimeoutMs: ms, timeoutSetting: 'MINATO_METADATA_TIMEOUT' });
   async function getJson(instance: Instance, path: string): Promise<Record<string, unknown>> {
-    const { response } = await checkers.get(instance)!.call(path, undefined, timing(metadataTimeoutMs));
+    const { response } = await checkers.get(instance)!.call(path, undefined, { deadline: checkDeadline });
     if (!response.ok) throw new Error(`${path} answered HTTP ${response.status}`);
     const body = (await response.json().catch(() => undefined)) as Record<string, unknown> | undefined;
     if (!body || typeof body !== 'object') throw new Error(`${path} did not answer JSON`);
@@ -149,7 +149,7 @@ export function createFleet({ urls, metadataTimeoutMs, refreshMs, onWaiting, onS
 
   /** Checks every instance (or the ones given), waiting at most the metadata deadline. */
   async function refresh(which: Instance[] = instances): Promise<void> {
-    await Promise.race([Promise.all(which.map(check)), Bun.sleep(metadataTimeoutMs + 250)]);
+    await Promise.race([Promise.all(which.map(check)), Bun.sleep(checkDeadline.ms + 250)]);
   }
 
   let timer: ReturnType<typeof setInterval> | undefined;

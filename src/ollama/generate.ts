@@ -19,7 +19,7 @@ async function startGeneration({ config, ollama }: Deps, body: GenerateBody, sig
     '/api/generate',
     // A function for a streamed body: it can be built again if the request fails over to another instance.
     images?.length ? () => imagesJsonBody({ ...rest, stream: true }, images) : { ...rest, stream: true },
-    { signal, firstByteTimeoutMs: config.firstByteTimeoutMs, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
+    { signal, deadline: config.firstByte },
   );
   if (!call.response.ok) throw await upstreamError(call.response, body.model);
   return call;

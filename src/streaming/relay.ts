@@ -1,4 +1,4 @@
-import type { Config } from '../config';
+import type { Config, Deadline } from '../config';
 import { ApiError, ClientGoneError, networkErrorText } from '../http/errors';
 import type { StreamObserver } from '../observability/metrics';
 import { MalformedLine, type StreamFormat, relayNdjson, readNdjson, STREAM_CONTENT_TYPES, STREAM_HEADERS } from './ndjson';
@@ -8,20 +8,12 @@ import type { UpstreamCall } from '../ollama/client';
  * The longest silence allowed from Ollama, and the setting that says so (named in errors); and
  * the longest a streaming client may leave what it was sent unread.
  */
-export type IdleDeadline = { ms: number; setting: string; clientStallMs: number };
+export type IdleDeadline = Deadline & { clientStallMs: number };
 
 /** Between the lines of an answer. */
-export const answerIdle = (config: Config): IdleDeadline => ({
-  ms: config.streamIdleTimeoutMs,
-  setting: 'MINATO_STREAM_IDLE_TIMEOUT',
-  clientStallMs: config.clientStallTimeoutMs,
-});
+export const answerIdle = (config: Config): IdleDeadline => ({ ...config.streamIdle, clientStallMs: config.clientStall.ms });
 /** Between pull progress lines: Ollama says nothing while it verifies a downloaded model's digest. */
-export const pullIdle = (config: Config): IdleDeadline => ({
-  ms: config.pullIdleTimeoutMs,
-  setting: 'MINATO_PULL_IDLE_TIMEOUT',
-  clientStallMs: config.clientStallTimeoutMs,
-});
+export const pullIdle = (config: Config): IdleDeadline => ({ ...config.pullIdle, clientStallMs: config.clientStall.ms });
 
 /**
  * Ollama's answer body as a stream of lines. A model load (an empty prompt or history) is one

@@ -13,7 +13,7 @@ describe('createOllamaClient', () => {
     const client = createOllamaClient({ baseUrl: 'http://127.0.0.1:9', fetch: blackHoleFetch });
     const started = Date.now();
     const error = await client
-      .call('/api/generate', {}, { firstByteTimeoutMs: 60_000, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' })
+      .call('/api/generate', {}, { deadline: { ms: 60_000, setting: 'MINATO_FIRST_BYTE_TIMEOUT' } })
       .catch((e) => e);
     expect(error).toBeInstanceOf(ApiError);
     expect((error as ApiError).statusCode).toBe(502);
@@ -27,7 +27,7 @@ describe('createOllamaClient', () => {
     try {
       const client = createOllamaClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
       const error = (await client
-        .call('/api/generate', { model: 'm' }, { firstByteTimeoutMs: 10_000, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' })
+        .call('/api/generate', { model: 'm' }, { deadline: { ms: 10_000, setting: 'MINATO_FIRST_BYTE_TIMEOUT' } })
         .catch((e) => e)) as ApiError;
       expect(error.statusCode).toBe(502);
       expect(error.code).toBe('upstream_dropped');
@@ -49,11 +49,7 @@ describe('createOllamaClient', () => {
     });
     try {
       const client = createOllamaClient({ baseUrl: `http://127.0.0.1:${server.port}` });
-      const { response } = await client.call(
-        '/api/generate',
-        {},
-        { firstByteTimeoutMs: 10_000, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
-      );
+      const { response } = await client.call('/api/generate', {}, { deadline: { ms: 10_000, setting: 'MINATO_FIRST_BYTE_TIMEOUT' } });
       expect(response.status).toBe(200);
     } finally {
       await server.stop(true);
@@ -71,7 +67,7 @@ describe('createOllamaClient', () => {
         return Response.json({});
       },
     });
-    await client.call('/api/show', { model: 'x' }, { firstByteTimeoutMs: 1000, timeoutSetting: 'X' });
+    await client.call('/api/show', { model: 'x' }, { deadline: { ms: 1000, setting: 'X' } });
     expect([...seen!.keys()]).toEqual(['content-type']);
   });
 
@@ -92,9 +88,7 @@ describe('createOllamaClient', () => {
       const client = createOllamaClient({ baseUrl: `http://127.0.0.1:${listener.port}`, fetch: blackHoleFetch, probeAfterMs: 100 });
       const controller = new AbortController();
       const waiting = Array.from({ length: 200 }, () =>
-        client
-          .call('/api/generate', {}, { signal: controller.signal, firstByteTimeoutMs: 10_000, timeoutSetting: 'X' })
-          .catch(() => 'ended'),
+        client.call('/api/generate', {}, { signal: controller.signal, deadline: { ms: 10_000, setting: 'X' } }).catch(() => 'ended'),
       );
       await Bun.sleep(400);
       expect(connections).toBe(1); // one probe for 200 requests, and its success remembered

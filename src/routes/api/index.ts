@@ -133,8 +133,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise
     ollama.call(policy.path, raw, {
       method: policy.method.toUpperCase() as 'GET' | 'POST' | 'DELETE',
       signal: c.req.raw.signal,
-      firstByteTimeoutMs: policy.generation || policy.streams ? config.firstByteTimeoutMs : config.metadataTimeoutMs,
-      timeoutSetting: policy.generation || policy.streams ? 'MINATO_FIRST_BYTE_TIMEOUT' : 'MINATO_METADATA_TIMEOUT',
+      deadline: policy.generation || policy.streams ? config.firstByte : config.metadata,
     });
 
   const whole = async () => {
@@ -271,7 +270,7 @@ function registerBlobs(app: AppRouter, { config, ollama, fleet }: Deps) {
                   stallTimer = setTimeout(() => {
                     stalled = true;
                     controller.error(new Error('blob upload stalled (MINATO_BODY_TIMEOUT)'));
-                  }, config.bodyTimeoutMs);
+                  }, config.bodyUpload.ms);
                 };
                 arm();
               },
@@ -295,15 +294,14 @@ function registerBlobs(app: AppRouter, { config, ollama, fleet }: Deps) {
         {
           method,
           signal: c.req.raw.signal,
-          firstByteTimeoutMs: config.firstByteTimeoutMs,
-          timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT',
+          deadline: config.firstByte,
         },
       ));
     } catch (error) {
       if (stalled) {
         throw new ApiError(
           408,
-          `The blob upload sent nothing for ${config.bodyTimeoutMs / 1000} s (MINATO_BODY_TIMEOUT); it was stopped. Send it again.`,
+          `The blob upload sent nothing for ${config.bodyUpload.ms / 1000} s (MINATO_BODY_TIMEOUT); it was stopped. Send it again.`,
           'body_timeout',
           { Connection: 'close' },
         );

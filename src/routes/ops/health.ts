@@ -121,8 +121,7 @@ export function registerHealthRoutes(app: AppRouter, { config, ollama, fleet }: 
     try {
       const { response } = await ollama.call('/api/version', undefined, {
         signal: c.req.raw.signal,
-        firstByteTimeoutMs: Math.min(config.metadataTimeoutMs, 2000),
-        timeoutSetting: 'MINATO_METADATA_TIMEOUT',
+        deadline: { ms: Math.min(config.metadata.ms, 2000), setting: config.metadata.setting },
       });
       if (!response.ok) return notReady(`HTTP ${response.status} (${await readUpstreamError(response)})`);
       const { version } = (await response.json()) as { version?: unknown };

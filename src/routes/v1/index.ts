@@ -119,8 +119,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
       model: oneModel !== undefined && oneModel !== '' ? oneModel : undefined,
       method: policy.method === 'get' ? 'GET' : 'POST',
       signal: c.req.raw.signal,
-      firstByteTimeoutMs: policy.generation ? config.firstByteTimeoutMs : config.metadataTimeoutMs,
-      timeoutSetting: policy.generation ? 'MINATO_FIRST_BYTE_TIMEOUT' : 'MINATO_METADATA_TIMEOUT',
+      deadline: policy.generation ? config.firstByte : config.metadata,
     });
 
   const whole = async () => {
@@ -140,9 +139,9 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: V1Policy): Promise<
     }
     const observer = observe?.();
     const sse = relaySse(response.body, {
-      idleTimeoutMs: config.streamIdleTimeoutMs,
-      idleSetting: 'MINATO_STREAM_IDLE_TIMEOUT',
-      stallTimeoutMs: config.clientStallTimeoutMs,
+      idleTimeoutMs: config.streamIdle.ms,
+      idleSetting: config.streamIdle.setting,
+      stallTimeoutMs: config.clientStall.ms,
       abortUpstream: upstream.abort,
       onFirstByte: () => observer?.firstByte(),
       // The usage chunk: `"choices": []` with `usage`; no other event is read.

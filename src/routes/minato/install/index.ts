@@ -34,11 +34,7 @@ export function registerInstallRoutes(app: AppRouter, deps: Deps) {
     // With several instances: pulled on each healthy one (or the one `?host=` names), as one progress stream.
     const call = deps.fleet
       ? pullEverywhere(deps.fleet, deps.config, await pullTargets(deps.fleet, c.req.valid('query').host), { model }, signal)
-      : await deps.ollama.call(
-          '/api/pull',
-          { model, stream: true },
-          { signal, firstByteTimeoutMs: deps.config.firstByteTimeoutMs, timeoutSetting: 'MINATO_FIRST_BYTE_TIMEOUT' },
-        );
+      : await deps.ollama.call('/api/pull', { model, stream: true }, { signal, deadline: deps.config.firstByte });
     if (!call.response.ok) {
       const error = await upstreamError(call.response);
       throw error.detail.includes(NOT_IN_REGISTRY) ? notInRegistry(model, error.detail) : error;

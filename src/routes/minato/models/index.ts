@@ -23,8 +23,7 @@ export function registerModelsRoutes(app: AppRouter, { config, ollama, fleet }: 
     if (fleet) return listEverywhere(fleet, config, '/api/tags', signal, host === undefined ? undefined : fleet.named(host));
     const { response } = await ollama.call('/api/tags', undefined, {
       signal,
-      firstByteTimeoutMs: config.metadataTimeoutMs,
-      timeoutSetting: 'MINATO_METADATA_TIMEOUT',
+      deadline: config.metadata,
     });
     if (!response.ok) throw await upstreamError(response);
     const body = (await response.json().catch(() => undefined)) as { models?: OllamaModel[] } | undefined;

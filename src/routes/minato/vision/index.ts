@@ -47,7 +47,7 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
     // The images are held until Ollama has them: they count against MINATO_BODY_BUDGET until then.
     const upload = new ChargedUpload(c.req.raw, deps.bodyBudget);
     try {
-      return await answer(toGenerateRequest(model, query, await withinDeadline(readImages(upload.request, config), config.bodyTimeoutMs)));
+      return await answer(toGenerateRequest(model, query, await withinDeadline(readImages(upload.request, config), config.bodyUpload.ms)));
     } finally {
       upload.release();
     }
