@@ -68,6 +68,31 @@ export const instanceName = (url: string) => {
 /** A listed model's name (`/api/tags` and `/api/ps` give `name` and `model`). */
 export const listedName = (model: ListedModel) => String(model.name ?? model.model ?? '');
 
+/** What an instance rule sees of the request being placed. */
+type Choice = {
+  /** The model as Ollama resolves it (`llama3.2:latest`). */
+  resolved: string;
+  /** Generations Minato has running on an instance now. */
+  runningOn: (name: string) => number;
+  /** The instance a conversation went to before (rendezvous hash of its opening messages), if any. */
+  home: Instance | undefined;
+};
+
+/**
+ * How an instance is chosen among the healthy ones that have the model: each rule scores an
+ * instance (lower goes first) and a tie goes to the next rule. A new rule joins this list where
+ * its precedence is; tests/ollama/fleet.test.ts has a test per rule.
+ */
+export const INSTANCE_RULES: { name: string; score: (instance: Instance, choice: Choice) => number }[] = [
+  // A cold instance would load the model first (seconds to minutes).
+  { name: 'model loaded', score: (instance, { resolved }) => (instance.loaded.has(resolved) ? 0 : 1) },
+  { name: 'fewest running from Minato', score: (instance, { runningOn }) => runningOn(instance.name) },
+  // Among equals, a conversation's turns stay where Ollama has its prompt cached.
+  { name: "the conversation's home", score: (instance, { home }) => (instance === home ? 0 : 1) },
+  // Otherwise round-robin: the one sent a request least recently.
+  { name: 'least recently used', score: (instance) => instance.lastUsed },
+];
+
 export type FleetOptions = {
   urls: string[];
   /** Deadline for one check of an instance (MINATO_METADATA_TIMEOUT). */
@@ -190,14 +215,13 @@ export function createFleet({ urls, checkDeadline, refreshMs, onWaiting, onState
         }
       }
     }
+    const choice: Choice = { resolved: wanted, runningOn, home };
     return having
-      .map((instance) => ({
-        instance,
-        cold: instance.loaded.has(wanted) ? 0 : 1,
-        busy: runningOn(instance.name),
-        away: instance === home ? 0 : 1,
-      }))
-      .sort((a, b) => a.cold - b.cold || a.busy - b.busy || a.away - b.away || a.instance.lastUsed - b.instance.lastUsed)
+      .map((instance) => ({ instance, scores: INSTANCE_RULES.map((rule) => rule.score(instance, choice)) }))
+      .sort((a, b) => {
+        for (let i = 0; i < a.scores.length; i++) if (a.scores[i] !== b.scores[i]) return a.scores[i]! - b.scores[i]!;
+        return 0;
+      })
       .map((entry) => entry.instance);
   }
 
