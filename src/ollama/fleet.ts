@@ -81,7 +81,7 @@ type Choice = {
 /**
  * How an instance is chosen among the healthy ones that have the model: each rule scores an
  * instance (lower goes first) and a tie goes to the next rule. A new rule joins this list where
- * its precedence is; tests/ollama/fleet.test.ts has a test per rule.
+ * its precedence is; tests/ollama/fleet.system.test.ts has a test per rule.
  */
 export const INSTANCE_RULES: { name: string; score: (instance: Instance, choice: Choice) => number }[] = [
   // A cold instance would load the model first (seconds to minutes).
