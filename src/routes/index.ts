@@ -9,10 +9,10 @@ import { registerOpenAiApi } from './v1';
 import { chatRoutes } from './minato/chat';
 import { registerGenerateRoutes } from './minato/generate';
 import { registerInstallRoutes } from './minato/install';
-import { registerModelsRoutes } from './minato/models';
+import { modelsRoutes } from './minato/models';
 import { registerVisionRoutes } from './minato/vision';
 import { registerDocsRoutes } from './ops/docs';
-import { registerHealthRoutes } from './ops/health';
+import { healthRoutes } from './ops/health';
 import { registerMetrics } from './ops/metrics';
 
 /**
@@ -25,18 +25,18 @@ export function mountRoutes(app: AppRouter, deps: Deps & { lifecycle: Lifecycle 
   // Operations.
   if (metrics) registerMetrics(app, config, metrics);
   registerDocsRoutes(app);
-  registerHealthRoutes(app, deps, lifecycle);
+  // Chained route modules carry their types into the app's (AppType, for hono/client).
+  const probes = app.route('/', healthRoutes(deps, lifecycle));
   // Ollama's native API (/api/*), for the clients people already use.
   registerOllamaApi(app, deps);
   // OpenAI-compatible (/v1/*): Ollama's own /v1, relayed.
   registerOpenAiApi(app, deps);
   // Minato's own routes.
-  registerModelsRoutes(app, deps);
+  const listed = probes.route('/', modelsRoutes(deps));
   registerInstallRoutes(app, deps);
   const capabilities = createCapabilityLookup(ollama, config);
   registerVisionRoutes(app, deps, capabilities);
-  // Chained route modules carry their types into the app's (AppType, for hono/client).
-  const typed = app.route('/', chatRoutes(deps, capabilities));
+  const typed = listed.route('/', chatRoutes(deps, capabilities));
   app.use('/:model_name', async (c, next) => {
     // `GET /api`, `GET /v1`, …: reserved names are routes (or kept for later), never models.
     if (c.req.method === 'GET' && RESERVED_FIRST_SEGMENTS.has(c.req.param('model_name'))) {

@@ -37,6 +37,24 @@ describe('hc<AppType>() from hono/client', () => {
     );
     expect(await response.text()).toBe('The sky is blue.');
   });
+
+  test('probes and the model list are typed too', async () => {
+    const client = hc<AppType>(h.url, { headers: { 'X-API-Key': KEY } });
+    const health = await client.health.$get();
+    expect(health.status).toBe(200);
+    const status: 'ok' = (await health.json()).status;
+    expect(status).toBe('ok');
+    const ready = await client.ready.$get();
+    expect(ready.status).toBe(200);
+    if (ready.status === 200) expect((await ready.json()).status).toBe('ready');
+    const listed = await client.models_list.$get({ query: {} });
+    expect(listed.status).toBe(200);
+    if (listed.status !== 200) return;
+    const models = (await listed.json()).models_list;
+    const sizes: number[] = models.map((model) => model.size_mb);
+    expect(models.map((model) => model.name)).toContain('llama3.2:latest');
+    expect(sizes.every((size) => size >= 0)).toBe(true);
+  });
 });
 
 // Compile-time checks: a body that does not match the route's schema does not type-check.
@@ -44,6 +62,8 @@ async function _typeErrors() {
   const client = hc<AppType>('http://127.0.0.1:8000');
   // @ts-expect-error: `messages` is required
   await client.chat[':model_name'].$post({ param: { model_name: 'x' }, json: {} });
+  // @ts-expect-error: the model list takes no path parameter
+  await client.models_list.$get({ param: { model_name: 'x' } });
   // @ts-expect-error: a role the API does not have
   await client.chat[':model_name'].$post({ param: { model_name: 'x' }, json: { messages: [{ role: 'robot', content: 'x' }] } });
 }

@@ -1,6 +1,6 @@
 import { ApiError } from '../../../http/errors';
 import { secured } from '../../../middleware/auth';
-import type { AppRouter } from '../../../http/router';
+import { createRouter } from '../../../http/router';
 import { upstreamError } from '../../../ollama/client';
 import type { Deps } from '../../../deps';
 import { modelsList, modelsListNoSlash } from './models.routes';
@@ -17,7 +17,8 @@ type OllamaModel = {
 
 const MIB = 1024 * 1024;
 
-export function registerModelsRoutes(app: AppRouter, { config, ollama, fleet }: Deps) {
+/** `GET /models_list/` (and without the slash), chained so that the app's type carries them for `hc<AppType>()`. */
+export function modelsRoutes({ config, ollama, fleet }: Deps) {
   const installed = async (signal: AbortSignal, host: string | undefined): Promise<(OllamaModel & { hosts?: string[] })[]> => {
     // With several instances: the union, each model with the instances that have it (or one, `?host=`).
     if (fleet) return listEverywhere(fleet, config, '/api/tags', signal, host === undefined ? undefined : fleet.named(host));
@@ -46,10 +47,9 @@ export function registerModelsRoutes(app: AppRouter, { config, ollama, fleet }: 
       })),
     };
   };
-  app.openapi(secured(config, modelsList, 'generate'), async (c) =>
-    c.json(await handler(c.req.raw.signal, c.req.valid('query').host), 200),
-  );
-  app.openapi(secured(config, modelsListNoSlash, 'generate'), async (c) =>
-    c.json(await handler(c.req.raw.signal, c.req.valid('query').host), 200),
-  );
+  return createRouter()
+    .openapi(secured(config, modelsList, 'generate'), async (c) => c.json(await handler(c.req.raw.signal, c.req.valid('query').host), 200))
+    .openapi(secured(config, modelsListNoSlash, 'generate'), async (c) =>
+      c.json(await handler(c.req.raw.signal, c.req.valid('query').host), 200),
+    );
 }
