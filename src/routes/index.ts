@@ -8,12 +8,12 @@ import { registerOllamaApi } from './api';
 import { registerOpenAiApi } from './v1';
 import { chatRoutes } from './minato/chat';
 import { registerGenerateRoutes } from './minato/generate';
-import { registerInstallRoutes } from './minato/install';
+import { installRoutes } from './minato/install';
 import { modelsRoutes } from './minato/models';
 import { registerVisionRoutes } from './minato/vision';
 import { registerDocsRoutes } from './ops/docs';
 import { healthRoutes } from './ops/health';
-import { registerMetrics } from './ops/metrics';
+import { metricsRoutes } from './ops/metrics';
 
 /**
  * THE mount list, in order: operations, then Minato's own routes with the `GET /{model_name}`
@@ -23,7 +23,8 @@ import { registerMetrics } from './ops/metrics';
 export function mountRoutes(app: AppRouter, deps: Deps & { lifecycle: Lifecycle }) {
   const { config, metrics, ollama, lifecycle } = deps;
   // Operations.
-  if (metrics) registerMetrics(app, config, metrics);
+  // Only when MINATO_METRICS is on, so not in the app's type (hc<AppType>); a scraper needs no client.
+  if (metrics) app.route('/', metricsRoutes(config, metrics));
   registerDocsRoutes(app);
   // Chained route modules carry their types into the app's (AppType, for hono/client).
   const probes = app.route('/', healthRoutes(deps, lifecycle));
@@ -32,8 +33,7 @@ export function mountRoutes(app: AppRouter, deps: Deps & { lifecycle: Lifecycle 
   // OpenAI-compatible (/v1/*): Ollama's own /v1, relayed.
   registerOpenAiApi(app, deps);
   // Minato's own routes.
-  const listed = probes.route('/', modelsRoutes(deps));
-  registerInstallRoutes(app, deps);
+  const listed = probes.route('/', modelsRoutes(deps)).route('/', installRoutes(deps));
   const capabilities = createCapabilityLookup(ollama, config);
   registerVisionRoutes(app, deps, capabilities);
   const typed = listed.route('/', chatRoutes(deps, capabilities));

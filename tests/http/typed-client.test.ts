@@ -7,8 +7,9 @@ import { type Harness, startHarness } from '../helpers';
 // and the test runs them against the real server.
 let h: Harness;
 const KEY = 'typed-client-key-0123456789';
+const ADMIN = 'typed-client-admin-0123456789';
 beforeAll(() => {
-  h = startHarness({ MINATO_API_KEYS: KEY });
+  h = startHarness({ MINATO_API_KEYS: `${KEY}, ${ADMIN} admin` });
 });
 afterAll(() => h.close());
 
@@ -54,6 +55,20 @@ describe('hc<AppType>() from hono/client', () => {
     const sizes: number[] = models.map((model) => model.size_mb);
     expect(models.map((model) => model.name)).toContain('llama3.2:latest');
     expect(sizes.every((size) => size >= 0)).toBe(true);
+  });
+
+  test('an install is typed: its answer on the way out', async () => {
+    h.ollama.registry.set('tinyllama', { layers: 1 });
+    const admin = hc<AppType>(h.url, { headers: { 'X-API-Key': ADMIN } });
+    const response = await admin.install[':model_name'].$post({ param: { model_name: 'tinyllama' }, query: {} });
+    expect(response.status).toBe(200);
+    if (response.status !== 200) return;
+    // Typed as the route declares it: the wait-and-answer JSON, or a progress stream (Accept).
+    const answer = await response.json();
+    expect(typeof answer === 'object' && answer !== null && 'status' in answer ? answer.status : undefined).toBe('success');
+    // An ordinary key may not install (refused by the route's scope, before the handler).
+    const user = hc<AppType>(h.url, { headers: { 'X-API-Key': KEY } });
+    expect((await user.install[':model_name'].$post({ param: { model_name: 'tinyllama' }, query: {} })).status).toBe(403);
   });
 });
 

@@ -2,7 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { withFacts } from '../../http/route-facts';
 import type { Config } from '../../config';
 import type { Metrics } from '../../observability/metrics';
-import type { AppRouter } from '../../http/router';
+import { createRouter } from '../../http/router';
 import { secured } from '../../middleware/auth';
 
 const metricsRoute = withFacts(
@@ -25,8 +25,8 @@ const metricsRoute = withFacts(
 );
 
 /** Serves `metrics` at /metrics (requests are recorded by the request-context middleware). */
-export function registerMetrics(app: AppRouter, config: Config, metrics: Metrics) {
-  app.openapi(secured(config, metricsRoute, 'metrics'), (c) =>
+export function metricsRoutes(config: Config, metrics: Metrics) {
+  return createRouter().openapi(secured(config, metricsRoute, 'metrics'), (c) =>
     c.text(metrics.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }),
   );
 }

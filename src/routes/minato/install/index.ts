@@ -1,7 +1,7 @@
 import { ApiError } from '../../../http/errors';
 import { secured } from '../../../middleware/auth';
 import type { StreamFormat } from '../../../streaming/ndjson';
-import type { AppRouter } from '../../../http/router';
+import { createRouter } from '../../../http/router';
 import { upstreamError } from '../../../ollama/client';
 import type { Deps } from '../../../deps';
 import { consumeNdjson, pullIdle, streamResponse } from '../../../streaming/relay';
@@ -26,8 +26,9 @@ function progressFormat(accept: string | undefined): StreamFormat | undefined {
   return undefined;
 }
 
-export function registerInstallRoutes(app: AppRouter, deps: Deps) {
-  app.openapi(secured(deps.config, install, 'admin'), async (c) => {
+/** `POST /install/{model_name}`, chained so that the app's type carries it for `hc<AppType>()`. */
+export function installRoutes(deps: Deps) {
+  return createRouter().openapi(secured(deps.config, install, 'admin'), async (c) => {
     const { model_name: model } = c.req.valid('param');
     c.var.record.model = model;
     const signal = c.req.raw.signal;
