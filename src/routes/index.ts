@@ -7,10 +7,10 @@ import { createCapabilityLookup } from '../ollama/capabilities';
 import { registerOllamaApi } from './api';
 import { registerOpenAiApi } from './v1';
 import { chatRoutes } from './minato/chat';
-import { registerGenerateRoutes } from './minato/generate';
+import { generateRoutes } from './minato/generate';
 import { installRoutes } from './minato/install';
 import { modelsRoutes } from './minato/models';
-import { registerVisionRoutes } from './minato/vision';
+import { visionRoutes } from './minato/vision';
 import { registerDocsRoutes } from './ops/docs';
 import { healthRoutes } from './ops/health';
 import { metricsRoutes } from './ops/metrics';
@@ -35,8 +35,7 @@ export function mountRoutes(app: AppRouter, deps: Deps & { lifecycle: Lifecycle 
   // Minato's own routes.
   const listed = probes.route('/', modelsRoutes(deps)).route('/', installRoutes(deps));
   const capabilities = createCapabilityLookup(ollama, config);
-  registerVisionRoutes(app, deps, capabilities);
-  const typed = listed.route('/', chatRoutes(deps, capabilities));
+  const typed = listed.route('/', visionRoutes(deps, capabilities)).route('/', chatRoutes(deps, capabilities));
   app.use('/:model_name', async (c, next) => {
     // `GET /api`, `GET /v1`, …: reserved names are routes (or kept for later), never models.
     if (c.req.method === 'GET' && RESERVED_FIRST_SEGMENTS.has(c.req.param('model_name'))) {
@@ -44,6 +43,5 @@ export function mountRoutes(app: AppRouter, deps: Deps & { lifecycle: Lifecycle 
     }
     await next();
   });
-  registerGenerateRoutes(app, deps);
-  return typed;
+  return typed.route('/', generateRoutes(deps));
 }

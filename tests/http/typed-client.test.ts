@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { hc } from 'hono/client';
 import type { AppType } from '../../src/app';
-import { type Harness, startHarness } from '../helpers';
+import { type Harness, startHarness, TINY_PNG } from '../helpers';
 
 // hono/client typed from the app itself: tsc checks these calls (bunx tsc --noEmit covers tests/),
 // and the test runs them against the real server.
@@ -57,6 +57,36 @@ describe('hc<AppType>() from hono/client', () => {
     expect(sizes.every((size) => size >= 0)).toBe(true);
   });
 
+  test('an answer and a stream on the query routes are typed: parameters, query and answer', async () => {
+    const client = hc<AppType>(h.url, { headers: { 'X-API-Key': KEY } });
+    const response = await client[':model_name'].$get({ param: { model_name: 'llama3.2' }, query: { message: 'Hi', temperature: '0.2' } });
+    expect(response.status).toBe(200);
+    if (response.status !== 200) return;
+    const text: string = (await response.json()).response;
+    expect(text).toBe('The sky is blue.');
+    const stream = await client.stream[':model_name'].$get(
+      { param: { model_name: 'llama3.2' }, query: { message: 'Hi' } },
+      { headers: { Accept: 'text/plain' } },
+    );
+    expect(await stream.text()).toBe('The sky is blue.');
+  });
+
+  test('a vision answer is typed: the image as JSON base64, the answer back', async () => {
+    const client = hc<AppType>(h.url, { headers: { 'X-API-Key': KEY } });
+    // The route reads its own body (multipart or JSON, streamed): the upload goes as the request's body.
+    const response = await client.vision[':model_name'].$post(
+      { param: { model_name: 'llava' }, query: { message: 'What is this?' } },
+      {
+        headers: { 'Content-Type': 'application/json' },
+        init: { body: JSON.stringify({ images: [TINY_PNG.toString('base64')] }) },
+      },
+    );
+    expect(response.status).toBe(200);
+    if (response.status !== 200) return;
+    const text: string = (await response.json()).response;
+    expect(text).toBe('A cat.');
+  });
+
   test('an install is typed: its answer on the way out', async () => {
     h.ollama.registry.set('tinyllama', { layers: 1 });
     const admin = hc<AppType>(h.url, { headers: { 'X-API-Key': ADMIN } });
@@ -77,6 +107,8 @@ async function _typeErrors() {
   const client = hc<AppType>('http://127.0.0.1:8000');
   // @ts-expect-error: `messages` is required
   await client.chat[':model_name'].$post({ param: { model_name: 'x' }, json: {} });
+  // @ts-expect-error: an answer needs its `message`
+  await client[':model_name'].$get({ param: { model_name: 'x' }, query: {} });
   // @ts-expect-error: the model list takes no path parameter
   await client.models_list.$get({ param: { model_name: 'x' } });
   // @ts-expect-error: a role the API does not have

@@ -3,7 +3,7 @@ import { ApiError } from '../../../http/errors';
 import { ChargedUpload } from '../../../http/body';
 import { readImages } from '../../../uploads/images';
 import { negotiateStreamFormat } from '../../../streaming/ndjson';
-import type { AppEnv, AppRouter } from '../../../http/router';
+import { type AppEnv, createRouter } from '../../../http/router';
 import type { CapabilityLookup } from '../../../ollama/capabilities';
 import { secured } from '../../../middleware/auth';
 import type { Deps } from '../../../deps';
@@ -15,8 +15,10 @@ import { visionBodySchemas, visionStream, visionSync } from './vision.routes';
 
 const unknownQuery = warnUnknownQuery(GENERATION_PARAMS);
 
-export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf: CapabilityLookup) {
-  for (const [name, schema] of Object.entries(visionBodySchemas)) app.openAPIRegistry.registerComponent('schemas', name, schema);
+/** `POST /vision/{model_name}` and `POST /stream/vision/{model_name}`, chained so that the app's type carries them. */
+export function visionRoutes(deps: Deps, capabilitiesOf: CapabilityLookup) {
+  const router = createRouter();
+  for (const [name, schema] of Object.entries(visionBodySchemas)) router.openAPIRegistry.registerComponent('schemas', name, schema);
 
   const { config } = deps;
   /** Refuses a model that cannot see before anything waits for a slot or reads the upload. */
@@ -53,24 +55,24 @@ export function registerVisionRoutes(app: AppRouter, deps: Deps, capabilitiesOf:
     }
   };
 
-  app.openapi(secured(config, { ...visionStream, middleware: [unknownQuery] }, 'generate'), async (c) => {
-    const { model_name } = c.req.valid('param');
-    const query = c.req.valid('query');
-    await checkVision(c, model_name);
-    const format = negotiateStreamFormat(c.req.header('accept'));
-    return withImages(c, model_name, query, (request) =>
-      admittedStream(c, deps, model_name, format, (observe) => answerStream(deps, request, c.req.raw.signal, format, observe)),
-    );
-  });
-
-  app.openapi(secured(config, { ...visionSync, middleware: [unknownQuery] }, 'generate'), async (c) => {
-    const { model_name } = c.req.valid('param');
-    const query = c.req.valid('query');
-    await checkVision(c, model_name);
-    return withImages(c, model_name, query, (request) =>
-      admittedSync(c, deps, model_name, () => answerSync(deps, request, c.req.raw.signal)),
-    );
-  });
+  return router
+    .openapi(secured(config, { ...visionStream, middleware: [unknownQuery] }, 'generate'), async (c) => {
+      const { model_name } = c.req.valid('param');
+      const query = c.req.valid('query');
+      await checkVision(c, model_name);
+      const format = negotiateStreamFormat(c.req.header('accept'));
+      return withImages(c, model_name, query, (request) =>
+        admittedStream(c, deps, model_name, format, (observe) => answerStream(deps, request, c.req.raw.signal, format, observe)),
+      );
+    })
+    .openapi(secured(config, { ...visionSync, middleware: [unknownQuery] }, 'generate'), async (c) => {
+      const { model_name } = c.req.valid('param');
+      const query = c.req.valid('query');
+      await checkVision(c, model_name);
+      return withImages(c, model_name, query, (request) =>
+        admittedSync(c, deps, model_name, () => answerSync(deps, request, c.req.raw.signal)),
+      );
+    });
 }
 
 /** `work`, or a 408 once `ms` have passed (a slow upload must not hold a slot or memory indefinitely). */
