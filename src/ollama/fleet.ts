@@ -231,6 +231,11 @@ export function createFleet({ urls, checkDeadline, refreshMs, onWaiting, onState
    * 404; none answers: 502 naming each instance and why.
    */
   async function candidates(model: string, runningOn: (name: string) => number = () => 0, conversation?: string): Promise<Instance[]> {
+    // Just after start, some instances may not have answered their first check: a choice made on
+    // half the picture would send a model where it is not loaded. Those checks are awaited (they
+    // are already under way, within the metadata deadline).
+    const unchecked = instances.filter((instance) => instance.state === 'unknown');
+    if (unchecked.length > 0) await refresh(unchecked);
     let found = ranked(model, runningOn, [], conversation);
     if (found.length === 0) {
       await refresh();
