@@ -49,6 +49,23 @@ function budgetExhausted(budget: BodyBudget): ApiError {
   );
 }
 
+/** What one request's body holds of the budget: taken as it arrives, given back at once. */
+class BudgetShare {
+  #held = 0;
+  constructor(readonly budget: BodyBudget) {}
+
+  /** Takes `bytes` more, or throws the 503 when they do not fit. */
+  take(bytes: number) {
+    if (!this.budget.take(bytes)) throw budgetExhausted(this.budget);
+    this.#held += bytes;
+  }
+
+  release() {
+    this.budget.give(this.#held);
+    this.#held = 0;
+  }
+}
+
 const bodyTimeout = (ms: number) =>
   new ApiError(
     408,
@@ -78,8 +95,8 @@ function sweep() {
   }
 }
 
-/** `work`, or `timedOut(ms)` if it has not settled within `ms`. */
-function withinDeadline<T>(work: Promise<T>, ms: number, timedOut: (ms: number) => Error): Promise<T> {
+/** `work`, or `timedOut(ms)` if it has not settled within `ms` (up to the sweep's 250 ms later). */
+export function withinDeadline<T>(work: Promise<T>, ms: number, timedOut: (ms: number) => Error): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const deadline = { at: performance.now() + ms, expire: () => reject(timedOut(ms)) };
     deadlines.add(deadline);
@@ -114,12 +131,14 @@ export type BodyRules = {
 
 /** A body being read, and the budget it holds until the request is answered. */
 export class DeferredBody {
-  #reserved = 0;
+  readonly #share: BudgetShare;
   #promise: Promise<ArrayBuffer> | undefined;
   constructor(
     readonly request: Request,
     readonly rules: BodyRules,
-  ) {}
+  ) {
+    this.#share = new BudgetShare(rules.budget);
+  }
 
   /** The body's bytes, read on the first call. */
   read(): Promise<ArrayBuffer> {
@@ -134,25 +153,17 @@ export class DeferredBody {
 
   /** Gives back what the body took from the budget (the request is answered). */
   release() {
-    this.rules.budget.give(this.#reserved);
-    this.#reserved = 0;
+    this.#share.release();
   }
 
-  #reserve(bytes: number) {
-    const cost = bytes * this.rules.weight;
-    if (!this.rules.budget.take(cost)) throw budgetExhausted(this.rules.budget);
-    this.#reserved += cost;
-  }
-
+  /** A declared length over the limit was refused by the limits middleware before this was made. */
   async #read(): Promise<ArrayBuffer> {
     const { request, rules } = this;
-    const length = request.headers.get('content-length');
-    const declared = length === null ? undefined : Number(length);
-    if (declared !== undefined && declared > rules.limit) throw rules.overLimit(String(declared));
     if (!request.body) return new ArrayBuffer(0);
+    const length = request.headers.get('content-length');
     // A declared length is taken from the budget before a byte is read; a chunked body as it comes.
-    if (declared !== undefined) {
-      this.#reserve(declared);
+    if (length !== null) {
+      this.#share.take(Number(length) * rules.weight);
       // Within its limit already: Bun reads it natively (a JS read loop and a timer each cost
       // microseconds on every relayed request), under the shared deadline watch.
       return await withinDeadline(request.arrayBuffer(), rules.timeoutMs, bodyTimeout).catch((error) => {
@@ -168,7 +179,7 @@ export class DeferredBody {
       timeout: { ms: rules.timeoutMs, error: () => bodyTimeout(rules.timeoutMs) },
       onChunk: (chunk) => {
         total += chunk.length;
-        if (declared === undefined) this.#reserve(chunk.length);
+        this.#share.take(chunk.length * rules.weight);
         chunks.push(chunk);
       },
     });
@@ -266,23 +277,21 @@ export function deferBody(c: Context, body: DeferredBody) {
  * `request` is what the route reads from; `release` gives the budget back.
  */
 export class ChargedUpload {
-  #reserved = 0;
+  readonly #share: BudgetShare;
   readonly request: Request;
-  constructor(
-    raw: Request,
-    readonly budget: BodyBudget,
-  ) {
+  constructor(raw: Request, budget: BodyBudget) {
+    const share = new BudgetShare(budget);
+    this.#share = share;
     const length = raw.headers.get('content-length');
     if (!raw.body || length !== null) {
-      if (raw.body && length !== null) this.#take(Number(length));
+      if (raw.body && length !== null) share.take(Number(length));
       this.request = raw;
       return;
     }
-    const take = (bytes: number) => this.#take(bytes);
     const body = raw.body.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
         transform(chunk, controller) {
-          take(chunk.length);
+          share.take(chunk.length);
           controller.enqueue(chunk);
         },
       }),
@@ -291,13 +300,7 @@ export class ChargedUpload {
     this.request = { headers: raw.headers, body, signal: raw.signal } as unknown as Request;
   }
 
-  #take(bytes: number) {
-    if (!this.budget.take(bytes)) throw budgetExhausted(this.budget);
-    this.#reserved += bytes;
-  }
-
   release() {
-    this.budget.give(this.#reserved);
-    this.#reserved = 0;
+    this.#share.release();
   }
 }

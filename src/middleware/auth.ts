@@ -52,9 +52,8 @@ export function authenticate(
   failures: RateLimiter = createRateLimiter(),
 ) {
   const keys = config.apiKeys;
-  const addressOf = (c: Context<AppEnv>) => c.var.client();
-  // The client's address is looked up (a cost on every request) only while some address has
-  // wrong keys counted: a bucket refills within the minute after its last failure.
+  // Wrong keys are counted per client address; the lockout is asked about only while some address
+  // has failures counted (a bucket refills within the minute after its last failure).
   let lastFailureAt = Number.NEGATIVE_INFINITY;
   // Synchronous unless a rate limit is to be taken (it may ask Redis): no async frame on every request.
   return createMiddleware<AppEnv>((c, next) => {
@@ -91,7 +90,7 @@ export function authenticate(
         // Key guessing is slowed per client address: past AUTH_FAILURES_PER_MINUTE wrong keys, the
         // address gets 429 instead of 401 until Retry-After. A valid key is never refused for what
         // another client on the same address sent (behind a balancer, see MINATO_TRUSTED_PROXIES).
-        const address = addressOf(c);
+        const address = c.var.client();
         const recentFailures = performance.now() - lastFailureAt < 61_000;
         const wait = recentFailures ? failures.wait(`fail:${address}`, AUTH_FAILURES_PER_MINUTE) : 0;
         if (wait > 0) {

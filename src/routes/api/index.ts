@@ -98,16 +98,10 @@ function modelOf(c: Context<AppEnv>, policy: ApiPolicy, body: JsonFields | undef
   return undefined;
 }
 
-/** The fields of a policy's body that Minato reads: its model, whether it streams, a chat's messages (one list per policy). */
-const fieldLists = new Map<ApiPolicy, string[]>();
-const fieldsOf = (policy: ApiPolicy) => {
-  let fields = fieldLists.get(policy);
-  if (!fields) {
-    fields = [...(policy.modelFields ?? []), 'stream', ...(policy.path === '/api/chat' ? ['messages'] : [])];
-    fieldLists.set(policy, fields);
-  }
-  return fields;
-};
+/** The fields of each policy's body that Minato reads: its model, whether it streams, a chat's messages. */
+const FIELDS = new Map(
+  API_POLICIES.map((policy) => [policy, [...(policy.modelFields ?? []), 'stream', ...(policy.path === '/api/chat' ? ['messages'] : [])]]),
+);
 
 /**
  * Relays one request to Ollama and its answer back: an error status with Ollama's own body as it
@@ -118,7 +112,7 @@ async function relay(c: Context<AppEnv>, deps: Deps, policy: ApiPolicy): Promise
   const { config, ollama, fleet } = deps;
   // With several instances, `?host=` sends the request to one of them.
   const host = fleet?.pin(c.var.record, c.req.query('host'));
-  const { raw, body } = policy.method === 'get' ? { raw: undefined, body: undefined } : await jsonBody(c, fieldsOf(policy));
+  const { raw, body } = policy.method === 'get' ? { raw: undefined, body: undefined } : await jsonBody(c, FIELDS.get(policy)!);
   const model = modelOf(c, policy, body);
   if (fleet && policy.path === '/api/chat') c.var.record.conversation = conversationOf(body?.get('messages'));
   if (fleet && policy.everywhere) return relayEverywhere(c, deps, fleet, policy, { raw, body, host });

@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import { ApiError } from '../../../http/errors';
-import { ChargedUpload } from '../../../http/body';
+import { ChargedUpload, withinDeadline } from '../../../http/body';
 import { readImages } from '../../../uploads/images';
 import { negotiateStreamFormat } from '../../../streaming/ndjson';
 import { type AppEnv, createRouter } from '../../../http/router';
@@ -49,7 +49,9 @@ export function visionRoutes(deps: Deps, capabilitiesOf: CapabilityLookup) {
     // The images are held until Ollama has them: they count against MINATO_BODY_BUDGET until then.
     const upload = new ChargedUpload(c.req.raw, deps.bodyBudget);
     try {
-      return await answer(toGenerateRequest(model, query, await withinDeadline(readImages(upload.request, config), config.bodyUpload.ms)));
+      return await answer(
+        toGenerateRequest(model, query, await withinDeadline(readImages(upload.request, config), config.bodyUpload.ms, uploadTimeout)),
+      );
     } finally {
       upload.release();
     }
@@ -75,20 +77,8 @@ export function visionRoutes(deps: Deps, capabilitiesOf: CapabilityLookup) {
     });
 }
 
-/** `work`, or a 408 once `ms` have passed (a slow upload must not hold a slot or memory indefinitely). */
-function withinDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new ApiError(408, `The upload took longer than ${Math.round(ms / 1000)} s (MINATO_BODY_TIMEOUT).`, 'body_timeout', {
-            Connection: 'close',
-          }),
-        ),
-      ms,
-    );
+/** A slow upload must not hold a slot or memory indefinitely. */
+const uploadTimeout = (ms: number) =>
+  new ApiError(408, `The upload took longer than ${Math.round(ms / 1000)} s (MINATO_BODY_TIMEOUT).`, 'body_timeout', {
+    Connection: 'close',
   });
-  work.catch(() => {});
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
-}
