@@ -57,6 +57,16 @@ function startFleet(instances: { models: DoubleModel[]; loaded: string[] }[], en
 const generateOn = (double: OllamaDouble) => double.requests.filter((request) => request.path === '/api/generate').length;
 const ask = (url: string, model: string) =>
   fetch(`${url}/api/generate`, { method: 'POST', body: JSON.stringify({ model, prompt: 'Hi', stream: false }) });
+/** A request for `model` on each surface: Ollama's /api/generate, Minato's GET /{model}, OpenAI's /v1 chat. */
+const askEverySurface = async (url: string, model: string) => ({
+  api: await ask(url, model),
+  minato: await fetch(`${url}/${model}?message=hi`),
+  openai: await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
+  }),
+});
 type Ready = { status: string; instances: { host: string; state: string }[] };
 const ready = async (url: string) => (await (await fetch(`${url}/ready`)).json()) as Ready;
 
@@ -175,19 +185,13 @@ describe('routing by residency', () => {
       { models: [slow('llama3.2')], loaded: [] },
       { models: [slow('qwen3')], loaded: [] },
     ]);
-    const api = await ask(fleet.url, 'mistral');
+    const { api, minato, openai } = await askEverySurface(fleet.url, 'mistral');
     expect(api.status).toBe(404);
     const apiBody = await json(api);
     expect(apiBody.error).toContain("'mistral' is not installed on any Ollama instance");
     expect(apiBody.error).toContain(fleet.names[0]);
-    const minato = await fetch(`${fleet.url}/mistral?message=hi`);
     expect(minato.status).toBe(404);
     expect((await json(minato)).code).toBe('model_not_found');
-    const openai = await fetch(`${fleet.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model: 'mistral', messages: [{ role: 'user', content: 'hi' }] }),
-    });
     expect(openai.status).toBe(404);
     expect((await json(openai)).error.message).toContain('mistral');
     // Nothing reached either instance's generate.
@@ -203,20 +207,14 @@ describe('routing by residency', () => {
     expect((await ask(fleet.url, 'qwen3')).status).toBe(200);
     await fleet.doubles[1]!.crash();
     for (let i = 0; i < 50 && (await ready(fleet.url)).instances[1]!.state !== 'down'; i++) await sleep(100);
-    const api = await ask(fleet.url, 'qwen3');
+    const { api, minato, openai } = await askEverySurface(fleet.url, 'qwen3');
     expect(api.status).toBe(503);
     expect(Number(api.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     const apiBody = await json(api);
     expect(apiBody.error).toContain(fleet.names[1]);
     expect(apiBody.error).not.toContain('/install');
-    const minato = await fetch(`${fleet.url}/qwen3?message=hi`);
     expect(minato.status).toBe(503);
     expect((await json(minato)).code).toBe('model_unavailable');
-    const openai = await fetch(`${fleet.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model: 'qwen3', messages: [{ role: 'user', content: 'hi' }] }),
-    });
     expect(openai.status).toBe(503);
     expect((await json(openai)).error.message).toContain(fleet.names[1]);
     // The model on the instance that answers is served as usual.

@@ -24,59 +24,14 @@ function chatBody(size: number, model = 'llama3.2'): Uint8Array {
 }
 
 /**
- * `body` sent chunked, its first MiB at once and the rest only after `release()`: a server that
- * answers while the upload is held back has answered without its body (one that needed it would
- * wait; `release` is called after 10 s in any case, so such a test fails instead of hanging).
+ * `body` sent chunked (no Content-Length), 1 MiB at a time, counting what the server pulled; with
+ * `holdAfterFirstMiB`, everything after the first MiB waits for that promise.
  */
-function heldBack(body: Uint8Array) {
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  const timer = setTimeout(() => release(), 10_000);
+function chunked(body: Uint8Array, holdAfterFirstMiB?: Promise<void>) {
   const counter = { sent: 0 };
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      if (counter.sent > 0) await released;
-      if (counter.sent >= body.length) return controller.close();
-      const piece = body.subarray(counter.sent, counter.sent + MiB);
-      counter.sent += piece.length;
-      controller.enqueue(piece);
-    },
-  });
-  return {
-    stream,
-    counter,
-    release: () => {
-      clearTimeout(timer);
-      release();
-    },
-  };
-}
-
-/** Posts a held-back upload; the status, and how much had been sent when the answer came. */
-async function postHeldBack(url: string, body: Uint8Array, headers: Record<string, string> = {}) {
-  const upload = heldBack(body);
-  const abort = new AbortController();
-  const response = await fetch(url, {
-    method: 'POST',
-    body: upload.stream,
-    headers: { 'Content-Type': 'application/json', ...headers },
-    duplex: 'half',
-    signal: abort.signal,
-  } as RequestInit);
-  const sentAtAnswer = upload.counter.sent;
-  const text = await response.text().catch(() => '');
-  abort.abort();
-  upload.release();
-  return { status: response.status, sentAtAnswer, text, headers: response.headers };
-}
-
-/** `body` sent chunked (no Content-Length), 1 MiB at a time, counting what the server pulled. */
-function chunked(body: Uint8Array) {
-  const counter = { sent: 0 };
-  const stream = new ReadableStream<Uint8Array>({
-    pull(controller) {
+      if (counter.sent > 0 && holdAfterFirstMiB) await holdAfterFirstMiB;
       if (counter.sent >= body.length) return controller.close();
       const piece = body.subarray(counter.sent, counter.sent + MiB);
       counter.sent += piece.length;
@@ -86,8 +41,36 @@ function chunked(body: Uint8Array) {
   return { stream, counter };
 }
 
-const post = (url: string, body: string | Uint8Array | ReadableStream<Uint8Array>, headers: Record<string, string> = {}) =>
-  fetch(url, { method: 'POST', body, headers: { 'Content-Type': 'application/json', ...headers }, duplex: 'half' } as RequestInit);
+const post = (
+  url: string,
+  body: string | Uint8Array | ReadableStream<Uint8Array>,
+  headers: Record<string, string> = {},
+  signal?: AbortSignal,
+) =>
+  fetch(url, { method: 'POST', body, headers: { 'Content-Type': 'application/json', ...headers }, duplex: 'half', signal } as RequestInit);
+
+/**
+ * Posts `body` chunked, its first MiB at once and the rest held back until the answer has come: a
+ * server that answers while the upload is held back has answered without its body (one that
+ * needed it would wait; the rest is let go after 10 s in any case, so such a test fails instead of
+ * hanging). The status, and how much had been sent when the answer came.
+ */
+async function postHeldBack(url: string, body: Uint8Array, headers: Record<string, string> = {}) {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const timer = setTimeout(release, 10_000);
+  const upload = chunked(body, released);
+  const abort = new AbortController();
+  const response = await post(url, upload.stream, headers, abort.signal);
+  const sentAtAnswer = upload.counter.sent;
+  await response.arrayBuffer().catch(() => {});
+  abort.abort();
+  clearTimeout(timer);
+  release();
+  return { status: response.status, sentAtAnswer, headers: response.headers };
+}
 
 describe('bodies are read only after the key, its scope and the queue say yes (a real process, its peak memory)', () => {
   let ollama: OllamaDouble;
